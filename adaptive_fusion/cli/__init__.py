@@ -1,0 +1,1 @@
+"""The `adaptive-fusion` command line: work outside ROS (data, training, evaluation, profiling)."""
