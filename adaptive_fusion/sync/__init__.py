@@ -1,0 +1,37 @@
+"""Drop-in for message_filters' Python API (not on PyPI) without its known faults; see
+approximate.py. Only `Subscriber` needs rclpy, and it is imported on first use, so the
+synchronizers work (and are tested) without ROS."""
+
+from adaptive_fusion.sync.approximate import (
+    DROP_REASONS,
+    DUPLICATE,
+    HEADERLESS,
+    OVERFLOW,
+    STALE,
+    ApproximateTimeSynchronizer,
+    TimeSynchronizer,
+)
+from adaptive_fusion.sync.base import SimpleFilter, stamp_ns
+from adaptive_fusion.sync.cache import Cache
+
+__all__ = [
+    "DROP_REASONS",
+    "DUPLICATE",
+    "HEADERLESS",
+    "OVERFLOW",
+    "STALE",
+    "ApproximateTimeSynchronizer",
+    "Cache",
+    "SimpleFilter",
+    "Subscriber",
+    "TimeSynchronizer",
+    "stamp_ns",
+]
+
+
+def __getattr__(name: str):
+    if name == "Subscriber":
+        from adaptive_fusion.sync.subscriber import Subscriber
+
+        return Subscriber
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
