@@ -1,19 +1,24 @@
-# The two commands a newcomer needs: `make demo` and `make test`. Both set up .venv on first use.
+# `make test` sets up .venv on first use (pinned packages, this package, vision_msgs), then lints
+# and runs the tests. The set-up re-runs only when a pin or a set-up file changes.
 VENV ?= .venv
-PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+SETUP_INPUTS := requirements.txt constraints.txt setup.py setup.cfg \
+	scripts/setup_env.sh scripts/build_vision_msgs.sh \
+	$(shell find scripts/interfaces -type f)
 
-.PHONY: test lint demo clean-venv
+.PHONY: setup test lint clean-venv
 
-$(STAMP): requirements.txt constraints.txt setup.py scripts/setup_env.sh
+$(STAMP): $(SETUP_INPUTS)
 	VENV=$(VENV) scripts/setup_env.sh
 	touch $@
 
+setup: $(STAMP)
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check adaptive_fusion test bench
+	$(VENV)/bin/ruff check .
 
 test: lint
-	scripts/run_tests.sh
+	VENV=$(VENV) scripts/run_tests.sh
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
-# Creates the project-local virtual environment once (.venv) with every pinned dependency,
-# then builds the ROS interface packages that no PyPI wheel provides. Re-running is cheap:
-# make only calls this when requirements.txt or constraints.txt change.
+# Creates the project-local virtual environment (.venv) with every pinned dependency, installs
+# this package into it (editable), then builds the ROS interfaces that no PyPI wheel provides
+# (vision_msgs). Safe to re-run: pip installs only what changed and the build is skipped when
+# vision_msgs is already importable. `make` calls this when a pin or a set-up file changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 
+# pip warns once per lookup that this machine's extra local package indexes lack a package
+# ("Location '...' is ignored: ..."); drop that noise, keep every other line, errors included.
+pip_install() {
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@" 2>&1 |
+    { grep -v -E "^WARNING: Location '.*' is ignored" || true; }
+}
+
+start=$SECONDS
 if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV with $("$PYTHON" --version)"
   "$PYTHON" -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-  -r requirements.txt -c constraints.txt
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+echo "setup: installing the pinned packages (requirements.txt, constraints.txt)"
+pip_install -r requirements.txt -c constraints.txt
+pip_install --no-deps --no-build-isolation -e .
+VENV="$VENV" scripts/build_vision_msgs.sh
+echo "setup: $VENV ready in $((SECONDS - start)) s"
