@@ -10,6 +10,8 @@ import importlib
 import sys
 
 COMMANDS = (
+    "generate",
+    "preview",
 )
 
 

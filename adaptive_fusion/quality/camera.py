@@ -1,0 +1,168 @@
+"""Camera quality from one RGB (or grey) image, with no reference and no labels.
+
+Measures (all on the 8-bit luminance, in grey levels or pixels):
+- noise_sigma: Immerkaer's fast noise estimate (a 3x3 second-difference mask that cancels
+  planes and bilinear shading, so mean|response| = 6 sqrt(2/pi) sigma for white noise), averaged
+  over the 20 % flattest 16x16 blocks only, so that texture, edges and JPEG ringing do not count
+  as noise. Flatness is ranked by Sobel gradient energy, which is odd where the mask is even:
+  for Gaussian noise the two are independent, so the selection does not bias sigma.
+- blur_sigma: equivalent Gaussian edge blur in pixels, from re-blurring (Crete et al. 2007): an
+  edge blurred by s0 keeps a fraction R = s0 / sqrt(s0^2 + sr^2) of its gradient energy when
+  blurred again by sr, so s0 = sr R / sqrt(1 - R^2). Taken along rows and columns; the
+  worse one counts (motion blur is directional).
+- mean_luminance, clipped_fraction (pixels at 0-2 or 253-255).
+- contrast: local contrast, std / (mean + 10) of each 16x16 block, at its 75th percentile over
+  the blocks. Scale-free, so exposure does not move it, while fog does: it scales each block's
+  std by the transmission and adds airlight to its mean. The 75th percentile reads the
+  structured part of the image; sky and road are flat in any weather.
+- occluded_fraction: share of 16x16 blocks that are dark (mean under 25 grey levels) and
+  textureless: their std, once the image's own noise variance is taken out, is under 1 % of
+  (mean + 10). Dirt or a hand on the lens is far out of focus and has no texture at all; real
+  surfaces, even in deep shade, keep a few percent of texture contrast; sky and fog are
+  textureless but bright.
+
+Reference values (healthy limit: factor 1 up to here / half-point; see score.py):
+- noise 2.5 / 15 grey levels (of the luminance): healthy cameras, JPEG included, show 0.2-2.5;
+  at 15 a mid-grey edge of ~30 levels has an SNR of ~2 per pixel.
+- blur 1 / 3 px: good optics and focus spread an edge by under a pixel; at 320 px width a
+  pedestrian at 30 m is ~10 px wide and 3 px of edge spread erases it.
+- mean luminance 45 / 25 grey levels: auto-exposed images sit at 80-140 and scenes with deep
+  shade at 45-80; at 25 (2.2 stops under mid-grey) the signal is a few grey levels and
+  quantisation dominates. Clipped fraction 0.02 / 0.25: a quarter of the image without
+  information.
+- local contrast 0.08 / 0.04: healthy images sit at 0.1-0.3; at 0.04 the structured blocks vary
+  by 4 % of their brightness, near the visual contrast threshold (~2-5 %).
+- occluded fraction 0.03 / 0.25: a deep shadow or a dark flat wall can pass for a few blocks.
+  Only blob interiors count (soft rims keep some of the scene), so a quarter of the blocks is
+  about 40 % of the view behind dirt: objects are about as likely hidden as not.
+"""
+
+import cv2
+import numpy as np
+
+from adaptive_fusion.quality.score import ModalityQuality, combine, falling, rising
+
+BLOCK = 16
+IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+FLAT_SHARE = 0.2
+REBLUR_SIGMA = 3.0
+DARK_LEVEL = 25.0  # grey levels, over 2 stops under mid-grey
+TEXTURE_SHARE = 0.01  # texture (noise removed) under 1 % of a block's brightness is none
+DARK_FLOOR = 10.0  # grey levels added to a block's mean in its contrast (Weber with a floor)
+
+# (healthy limit, half-point, power) of each factor's curve, see score.py and the docstring
+NOISE_CURVE = (2.5, 15.0, 2.0)
+BLUR_CURVE = (1.0, 3.0, 3.0)
+LUMINANCE_CURVE = (45.0, 25.0, 3.0)
+CLIPPED_CURVE = (0.02, 0.25, 2.0)
+CONTRAST_CURVE = (0.08, 0.04, 3.0)
+OCCLUDED_CURVE = (0.03, 0.25, 2.0)
+
+_REBLUR_KERNEL = cv2.getGaussianKernel(int(6 * REBLUR_SIGMA) | 1, REBLUR_SIGMA).astype(np.float32)
+# neighbour pairs along rows and along columns, as (slice of a, slice of b), and the re-blur
+# (x kernel, y kernel) along each
+_DIRECTIONS = (
+    ((slice(None), slice(1, None)), (slice(None), slice(None, -1))),
+    ((slice(1, None), slice(None)), (slice(None, -1), slice(None))),
+)
+_ONE = np.ones((1, 1), np.float32)
+_REBLUR_KERNELS = ((_REBLUR_KERNEL, _ONE), (_ONE, _REBLUR_KERNEL))
+# white-noise energy gain of "re-blur, then neighbour difference" (sum of its squared taps)
+_REBLUR_DIFF_GAIN = float(np.sum(np.diff(_REBLUR_KERNEL.ravel(), prepend=0, append=0) ** 2))
+
+
+class ImageError(ValueError):
+    """The input is not an 8-bit image."""
+
+
+def _luminance(image: np.ndarray) -> np.ndarray:
+    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise ImageError(f"expected an (H, W[, 3]) uint8 image, got {image.dtype} {image.shape}")
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    h, w = image.shape
+    if h < 2 * BLOCK or w < 2 * BLOCK:
+        raise ImageError(f"image {w}x{h} too small for quality measures")
+    return image[: h // BLOCK * BLOCK, : w // BLOCK * BLOCK]
+
+
+def _block_mean(values: np.ndarray) -> np.ndarray:
+    h, w = values.shape
+    return cv2.resize(values, (w // BLOCK, h // BLOCK), interpolation=cv2.INTER_AREA)
+
+
+def noise_sigma(response: np.ndarray, gradient_energy: np.ndarray) -> float:
+    """Immerkaer sigma from the per-block mean |response| over the flattest blocks."""
+    flat = np.argsort(gradient_energy.ravel())[: max(1, int(FLAT_SHARE * gradient_energy.size))]
+    return float(response.ravel()[flat].mean() * np.sqrt(np.pi / 2) / 6)
+
+
+def local_contrast(block_mean: np.ndarray, block_var: np.ndarray) -> float:
+    """75th percentile over blocks of std / (mean + DARK_FLOOR): the contrast of the
+    well-structured quarter of the image (sky and road are flat in any weather)."""
+    contrast = np.sqrt(block_var) / (block_mean + DARK_FLOOR)
+    return float(np.percentile(contrast, 75))
+
+
+def occluded_fraction(block_mean: np.ndarray, block_var: np.ndarray, sigma: float) -> float:
+    """Share of blocks that look like dirt on the lens: dark, and with no texture once the
+    image's own noise is taken out (a defocused blob has none; real surfaces, even in deep
+    shade, keep a few percent of texture contrast)."""
+    texture = np.sqrt(np.maximum(block_var - sigma**2 - 1.0 / 12.0, 0.0))
+    flat = texture < TEXTURE_SHARE * (block_mean + DARK_FLOOR)
+    return float(np.mean(flat & (block_mean <= DARK_LEVEL)))
+
+
+def blur_sigma(grey_f: np.ndarray, noise: float) -> float:
+    """Equivalent edge blur (pixels) along the blurrier of rows and columns (motion blur is
+    directional), each measured with a re-blur along that direction only. The white-noise share
+    of each gradient energy (sensor noise plus 8-bit quantisation, which a blurred image still
+    has and which re-blurring removes) is subtracted first, so noise does not pass for
+    sharpness."""
+    variance = noise**2 + 1.0 / 12.0
+    worst = 0.0
+    for (a, b), (kx, ky) in zip(_DIRECTIONS, _REBLUR_KERNELS, strict=True):
+        reblurred = cv2.sepFilter2D(grey_f, cv2.CV_32F, kx, ky)
+        pairs = grey_f[a].size
+        energy = cv2.norm(grey_f[a], grey_f[b], cv2.NORM_L2SQR) - 2.0 * variance * pairs
+        if energy <= 0:
+            continue
+        kept = cv2.norm(reblurred[a], reblurred[b], cv2.NORM_L2SQR)
+        kept = float(np.clip((kept - _REBLUR_DIFF_GAIN * variance * pairs) / energy, 0, 0.999))
+        worst = max(worst, REBLUR_SIGMA * kept / np.sqrt(1.0 - kept**2))
+    return worst
+
+
+def camera_quality(image: np.ndarray) -> ModalityQuality:
+    """Quality of an (H, W, 3) RGB or (H, W) grey uint8 image."""
+    grey = _luminance(image)
+    grey_f = grey.astype(np.float32)
+    dx = cv2.Sobel(grey_f, cv2.CV_32F, 1, 0)
+    dy = cv2.Sobel(grey_f, cv2.CV_32F, 0, 1)
+    gradient_energy = _block_mean(dx * dx + dy * dy)
+    response = _block_mean(np.abs(cv2.filter2D(grey_f, cv2.CV_32F, IMMERKAER)))
+    sigma = noise_sigma(response, gradient_energy)
+    block_mean = _block_mean(grey_f)
+    block_var = np.maximum(_block_mean(grey_f * grey_f) - block_mean**2, 0.0)
+    mean = float(block_mean.mean())
+    clipped = float(np.count_nonzero((grey <= 2) | (grey >= 253))) / grey.size
+    contrast = local_contrast(block_mean, block_var)
+    occluded = occluded_fraction(block_mean, block_var, sigma)
+    blur = blur_sigma(grey_f, sigma)
+
+    measures = {
+        "noise_sigma": sigma,
+        "blur_sigma_px": blur,
+        "mean_luminance": mean,
+        "clipped_fraction": clipped,
+        "contrast": contrast,
+        "occluded_fraction": occluded,
+    }
+    factors = {
+        "noise": falling(sigma, *NOISE_CURVE),
+        "sharpness": falling(blur, *BLUR_CURVE),
+        "exposure": rising(mean, *LUMINANCE_CURVE) * falling(clipped, *CLIPPED_CURVE),
+        "contrast": rising(contrast, *CONTRAST_CURVE),
+        "occlusion": falling(occluded, *OCCLUDED_CURVE),
+    }
+    return combine(factors, measures)

@@ -1,0 +1,200 @@
+"""Quality measures: speed per frame set on one core, and how well each modality's score tracks
+each injected corruption (Spearman rho between severity and score) without moving the others.
+
+    .venv/bin/python bench/bench_quality.py                   # 400 scenes, table + PNG
+    .venv/bin/python bench/bench_quality.py --json out.json   # also machine-readable
+    .venv/bin/python bench/bench_quality.py --scenes 60 --skip-timing   # quick look
+
+Severities are uniform on [0, 1] per scene, except "dead", which has no degree: half the scenes
+get 0, half 1. With all dead scores tied at 0, Spearman rho is then at most sqrt(6/7) = 0.926 in
+magnitude, reached when every dead score is below every clean one.
+Targets: rho <= -0.9 for the corrupted modality (every modality for scene fog), |rho| < 0.2 for
+the untouched ones.
+"""
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"  # one core, before numpy loads
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from adaptive_fusion.quality import camera_quality, depth_quality, lidar_quality, measure  # noqa: E402
+from adaptive_fusion.world import MODALITIES, World, WorldConfig  # noqa: E402
+from adaptive_fusion.world.corruptions import CORRUPTIONS, SCENE_EVENTS, corrupt  # noqa: E402
+
+TARGET_OWN, TARGET_OTHER = 0.9, 0.2
+
+
+def corruption_types() -> list[tuple[str, str]]:
+    """(spec key, kind) for every per-modality corruption and every scene event."""
+    per_modality = [(m, kind) for m, kinds in CORRUPTIONS.items() for kind in kinds]
+    return per_modality + [("scene", event) for event in SCENE_EVENTS]
+
+
+def time_quality(frames, repeats: int) -> dict[str, dict[str, float]]:
+    """Median milliseconds per call of each modality's measure on one thread: CPU time of the
+    process (the cost on one core, robust to other programs sharing the machine) and wall."""
+    calls = {
+        "camera": lambda: camera_quality(frames.image),
+        "depth": lambda: depth_quality(frames.depth),
+        "lidar": lambda: lidar_quality(frames.points, frames.lidar),
+        "total": lambda: measure(frames),
+    }
+    result = {}
+    for name, call in calls.items():
+        call()
+        cpu, wall = [], []
+        for _ in range(repeats):
+            cpu_start, wall_start = time.process_time(), time.perf_counter()
+            call()
+            cpu.append(time.process_time() - cpu_start)
+            wall.append(time.perf_counter() - wall_start)
+        result[name] = {"cpu_ms": 1e3 * float(np.median(cpu)),
+                        "wall_ms": 1e3 * float(np.median(wall))}
+    return result
+
+
+def rank_correlation(severities: np.ndarray, scores: list[float]) -> float:
+    """Spearman rho; 0 when the scores do not move at all (a constant has no correlation, and
+    an untouched healthy sensor scores exactly 1 in every scene)."""
+    if np.ptp(scores) == 0:
+        return 0.0
+    return float(spearmanr(severities, scores).statistic)
+
+
+def correlations(scenes: list, seed: int) -> dict:
+    """For each corruption type: severities, scores per modality and Spearman rho."""
+    rng = np.random.default_rng(seed)
+    table = {}
+    for key, kind in tqdm(corruption_types(), desc="corruptions", unit="type"):
+        if kind == "dead":  # half the scenes dead, half clean
+            severities = rng.permutation(np.arange(len(scenes)) % 2).astype(float)
+        else:
+            severities = rng.uniform(0.0, 1.0, len(scenes))
+        scores = {m: [] for m in MODALITIES}
+        for i, (frames, severity) in enumerate(zip(scenes, severities, strict=True)):
+            quality = measure(corrupt(frames, {key: (kind, float(severity))}, seed=i))
+            for m in MODALITIES:
+                scores[m].append(quality[m].score)
+        rho = {m: rank_correlation(severities, scores[m]) for m in MODALITIES}
+        table[f"{key}:{kind}"] = {
+            "modality": key,
+            "rho": rho,
+            "severities": severities.tolist(),
+            "scores": scores,
+        }
+    return table
+
+
+def passes(name: str, entry: dict) -> bool:
+    own = MODALITIES if entry["modality"] == "scene" else (entry["modality"],)
+    return all(
+        (entry["rho"][m] <= -TARGET_OWN) if m in own else (abs(entry["rho"][m]) < TARGET_OTHER)
+        for m in MODALITIES
+    )
+
+
+def print_table(table: dict, n_scenes: int) -> None:
+    print(f"\nSpearman rho(severity, quality score), {n_scenes} scenes")
+    print(f"{'corruption':<22}" + "".join(f"{m:>9}" for m in MODALITIES) + "   target met")
+    for name, entry in table.items():
+        cells = "".join(f"{entry['rho'][m]:>9.3f}" for m in MODALITIES)
+        print(f"{name:<22}{cells}   {'yes' if passes(name, entry) else 'NO'}")
+
+
+def plot(table: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(table)
+    cols = 4
+    rows = int(np.ceil(len(names) / cols)) + 1
+    fig = plt.figure(figsize=(4 * cols, 3.1 * rows))
+    ax = fig.add_subplot(rows, 1, 1)
+    rho = np.array([[table[n]["rho"][m] for m in MODALITIES] for n in names]).T
+    ax.imshow(rho, cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
+    ax.set_yticks(range(len(MODALITIES)), MODALITIES)
+    for (r, c), value in np.ndenumerate(rho):
+        ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7)
+    ax.set_title("Spearman rho between injected severity and measured quality")
+    colours = dict(zip(MODALITIES, ("tab:blue", "tab:orange", "tab:green"), strict=True))
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(rows, cols, cols + i + 1)
+        entry = table[name]
+        for m in MODALITIES:
+            ax.scatter(entry["severities"], entry["scores"][m], s=3, color=colours[m], label=m)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("severity", fontsize=8)
+        if i == 0:
+            ax.legend(fontsize=7, markerscale=3)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=300, help="timing repetitions")
+    parser.add_argument("--skip-timing", action="store_true")
+    parser.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                        help="also write the results as JSON (to FILE, or stdout when bare; "
+                             "the table then goes to stderr)")
+    parser.add_argument("--png", type=Path, default=Path("docs/quality_correlation.png"))
+    args = parser.parse_args()
+
+    json_out = sys.stdout
+    if args.json == "-":  # keep stdout machine-readable: the table goes to stderr
+        sys.stdout = sys.stderr
+    cv2.setNumThreads(1)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    world = World(WorldConfig())
+    results: dict = {"scenes": args.scenes, "seed": args.seed}
+    if not args.skip_timing:
+        timing = time_quality(world.render(args.seed), args.repeats)
+        results["timing_ms"] = timing
+        print("quality measure per frame set, one thread, 320x240 camera/depth, 32x1024 lidar")
+        print(f"  {'':<8}{'cpu ms':>8}{'wall ms':>9}   (medians; target total <= 2 ms)")
+        for name, ms in timing.items():
+            print(f"  {name:<8}{ms['cpu_ms']:8.3f}{ms['wall_ms']:9.3f}")
+    scenes = [
+        world.render(args.seed * 100_000 + i)
+        for i in tqdm(range(args.scenes), desc="rendering", unit="scene")
+    ]
+    table = correlations(scenes, args.seed)
+    print_table(table, args.scenes)
+    plot(table, args.png)
+    print(f"plot: {args.png}")
+    results["correlation"] = {
+        name: {"rho": e["rho"], "target_met": passes(name, e)} for name, e in table.items()
+    }
+    if args.json == "-":
+        json.dump(results, json_out, indent=2)
+        json_out.write("\n")
+    elif args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+        print(f"json: {args.json}")
+    return 0 if all(passes(n, e) for n, e in table.items()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
