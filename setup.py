@@ -41,6 +41,8 @@ setup(
     entry_points={
         "console_scripts": [
             "adaptive-fusion = adaptive_fusion.cli.main:main",
+            "fusion_node = adaptive_fusion.ros.fusion_node:main",
+            "sim_sensors = adaptive_fusion.ros.sim_sensors:main",
         ],
     },
 )

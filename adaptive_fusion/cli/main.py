@@ -11,7 +11,11 @@ import sys
 
 COMMANDS = (
     "generate",
+    "train",
+    "evaluate",
     "preview",
+    "doctor",
+    "demo",
 )
 
 

@@ -1,0 +1,124 @@
+"""An evaluation report: one model, one layer allocation, a fixed set of rendered test scenes, and
+a list of conditions (clean, dead sensors, corruptions at severities). Gives mAP per condition and
+class plus the allocation's FLOPs and latency; renders a PNG bar chart."""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from ..model.detector import AdaptiveFusionDetector
+from ..model.inputs import prepare_inputs
+from ..world.config import WorldConfig
+from ..world.corruptions import CORRUPTIONS, SCENE_EVENTS, corrupt
+from ..world.frames import FrameSet
+from ..world.world import World
+from .runner import count_flops, measure_latency, score_frames
+
+TEST_FIRST_SEED = 2_000_000  # test scenes never overlap training (0..) or validation (1e6..)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A corruption spec for `corrupt`; the clean condition has an empty spec."""
+
+    name: str
+    spec: tuple  # ((key, kind, severity), ...)
+
+    def as_spec(self) -> dict:
+        return {key: (kind, severity) for key, kind, severity in self.spec}
+
+
+CLEAN = Condition("clean", ())
+
+
+def parse_conditions(text: str, severities: Sequence[float]) -> list[Condition]:
+    """'clean', 'dead' (each modality dead), 'all' (every kind and scene fog at each severity),
+    or explicit 'modality:kind' / 'scene:fog' items, comma separated and combinable."""
+    conditions: list[Condition] = []
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        if item == "clean":
+            conditions.append(CLEAN)
+        elif item == "dead":
+            conditions += [Condition(f"{m}:dead", ((m, "dead", 1.0),)) for m in CORRUPTIONS]
+        elif item == "all":
+            pairs = [(m, k) for m, kinds in CORRUPTIONS.items() for k in kinds if k != "dead"]
+            pairs += [("scene", event) for event in SCENE_EVENTS]
+            conditions += [
+                Condition(f"{m}:{k}@{s:g}", ((m, k, s),)) for m, k in pairs for s in severities
+            ]
+        else:
+            key, _, kind = item.partition(":")
+            known = CORRUPTIONS.get(key, SCENE_EVENTS if key == "scene" else ())
+            if kind not in known:
+                raise ValueError(f"unknown condition {item!r}: use clean, dead, all, "
+                                 "modality:kind or scene:fog")
+            if kind == "dead":
+                conditions.append(Condition(item, ((key, kind, 1.0),)))
+            else:
+                conditions += [Condition(f"{item}@{s:g}", ((key, kind, s),)) for s in severities]
+    return list(dict.fromkeys(conditions))  # de-duplicated, order kept
+
+
+def render_test_set(count: int, first_seed: int = TEST_FIRST_SEED,
+                    world_config: WorldConfig | None = None,
+                    show_progress: bool = False) -> list[FrameSet]:
+    world = World(world_config or WorldConfig())
+    seeds = range(first_seed, first_seed + count)
+    return [world.render(s) for s in tqdm(seeds, desc="render test", disable=not show_progress)]
+
+
+def evaluate_conditions(
+    model: AdaptiveFusionDetector, frame_sets: Sequence[FrameSet], conditions: Sequence[Condition],
+    allocation: Mapping[str, Sequence[int]] | None, latency_runs: int = 50,
+    show_progress: bool = False,
+) -> dict:
+    """The full report as a JSON-ready dict."""
+    results = {}
+    for condition in tqdm(conditions, desc="conditions", disable=not show_progress):
+        corrupted = (
+            corrupt(frames, condition.as_spec(), seed=i) if condition.spec else frames
+            for i, frames in enumerate(frame_sets)
+        )
+        results[condition.name] = score_frames(model, corrupted, allocation).to_dict()
+    inputs = prepare_inputs(frame_sets[0], model.config)
+    flops = count_flops(model, inputs, allocation)
+    full_flops = count_flops(model, inputs, None)
+    return {
+        "allocation": {m: list(b) for m, b in (allocation or {}).items()} or "full",
+        "frames": len(frame_sets),
+        "flops": flops,
+        "flops_fraction_of_full": flops / full_flops,
+        "latency": measure_latency(model, inputs, allocation, runs=latency_runs),
+        "conditions": results,
+    }
+
+
+def plot_report(report: dict, path: str) -> None:
+    """Bar chart of mAP per condition, with the allocation's cost in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["conditions"])
+    values = [report["conditions"][n]["mAP"] or 0.0 for n in names]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(names) + 2), 4.5))
+    colours = ["tab:green" if n == "clean" else "tab:red" if "dead" in n else "tab:blue"
+               for n in names]
+    ax.bar(range(len(names)), values, color=colours)
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("mAP (BEV centre distance 0.5/1/2/4 m)")
+    latency = report["latency"]["median_ms"]
+    allocation = report["allocation"]
+    blocks = (", ".join(f"{m} {len(b)}" for m, b in allocation.items())
+              if isinstance(allocation, dict) else allocation)
+    ax.set_title(f"blocks run: {blocks}\n{report['flops'] / 1e9:.2f} GFLOPs "
+                 f"({100 * report['flops_fraction_of_full']:.0f}% of full), "
+                 f"{latency:.1f} ms median, {report['frames']} scenes", fontsize=9)
+    for i, v in enumerate(values):
+        ax.text(i, v + 0.01, f"{v:.2f}", ha="center", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,69 @@
+"""Architecture of the detector as one dataclass: it is saved next to the weights and rebuilt from
+them, so every size that shapes a tensor lives here."""
+
+from dataclasses import asdict, dataclass, field
+
+from ..world.frames import CLASSES, MODALITIES
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the detector. The token grid is the camera patch grid of the model's input size."""
+
+    image_width: int = 320
+    image_height: int = 240
+    patch: int = 16  # pixels per grid cell side, shared by all three modalities
+    dim: int = 128
+    heads: int = 4
+    mlp_ratio: int = 2
+    layers: int = 8  # transformer blocks per modality
+    fusion_layers: int = 1
+    lidar_raster_stride: int = 4  # lidar rasterised at image/4, then patched
+    depth_raster_stride: int = 2  # depth average-pooled at image/2, then patched
+    max_depth: float = 80.0  # metres; inverse-depth normalisation and decoding range
+    classes: tuple[str, ...] = CLASSES
+    modalities: tuple[str, ...] = field(default=MODALITIES)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Token grid as (rows, cols)."""
+        return self.image_height // self.patch, self.image_width // self.patch
+
+    @property
+    def tokens(self) -> int:
+        rows, cols = self.grid
+        return rows * cols
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["classes"] = list(self.classes)
+        data["modalities"] = list(self.modalities)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        values = dict(data)
+        for key in ("classes", "modalities"):
+            if key in values:
+                values[key] = tuple(values[key])
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if self.image_width % self.patch or self.image_height % self.patch:
+            raise ValueError(
+                f"image size {self.image_width}x{self.image_height} is not a multiple of the "
+                f"patch size {self.patch}"
+            )
+        for stride in (self.lidar_raster_stride, self.depth_raster_stride):
+            if self.patch % stride:
+                raise ValueError(f"raster stride {stride} does not divide patch {self.patch}")
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        if self.layers < 1:
+            raise ValueError("each modality needs at least one block (layer 0 always runs)")

@@ -1,0 +1,119 @@
+"""FrameSet -> model rasters in the model's image geometry, plus the calibration to decode with.
+
+Every modality is rasterised onto the camera image plane at the model's input size, so one patch
+grid indexes camera patches, depth patches and the lidar points that project into them.
+"""
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .config import ModelConfig
+
+CAMERA_MEAN = 0.45
+CAMERA_STD = 0.25
+MIN_RANGE = 0.5  # metres; closer returns are treated as invalid
+HEIGHT_SCALE = 3.0  # metres of lidar-frame height mapped to unit activation
+INTENSITY_SCALE = 1.0
+
+
+@dataclass
+class ModelInputs:
+    """Rasters (modality -> (C, h, w) float32; a missing modality has no key) and the geometry."""
+
+    rasters: dict[str, np.ndarray]
+    K: np.ndarray  # (3, 3) intrinsics at the model's input size
+    T_cam_lidar: np.ndarray  # (4, 4)
+
+
+def scaled_intrinsics(K: np.ndarray, width: int, height: int, config: ModelConfig) -> np.ndarray:
+    """Intrinsics after resizing (width, height) to the model size (pixel j spans [j, j+1), as in
+    world/frames.py, so scaling the image scales all of K's first two rows)."""
+    sx, sy = config.image_width / width, config.image_height / height
+    scaled = np.array(K, dtype=np.float64, copy=True)
+    scaled[0] *= sx
+    scaled[1] *= sy
+    return scaled
+
+
+def normalised_log_range(distance: np.ndarray, max_depth: float) -> np.ndarray:
+    """Range in [MIN_RANGE, max_depth] -> [0, 1] on a log scale: equal relative precision."""
+    clipped = np.clip(distance, MIN_RANGE, max_depth)
+    return (np.log(clipped / MIN_RANGE) / np.log(max_depth / MIN_RANGE)).astype(np.float32)
+
+
+def camera_raster(image: np.ndarray, config: ModelConfig) -> np.ndarray:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"camera image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+    size = (config.image_width, config.image_height)
+    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return ((resized.astype(np.float32) / 255.0 - CAMERA_MEAN) / CAMERA_STD).transpose(2, 0, 1)
+
+
+def depth_raster(depth: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """(H, W) metres with NaN invalid -> (2, h, w): mean normalised log depth of valid pixels, and
+    the valid fraction, over cells of depth_raster_stride pixels of the model image."""
+    if depth.ndim != 2:
+        raise ValueError(f"depth image must be (H, W), got {depth.shape}")
+    size = (config.image_width, config.image_height)
+    resized = cv2.resize(depth.astype(np.float32), size, interpolation=cv2.INTER_NEAREST)
+    valid = np.isfinite(resized) & (resized >= MIN_RANGE)
+    log_depth = normalised_log_range(np.where(valid, resized, 1.0), config.max_depth)
+    value = np.where(valid, log_depth, 0.0)
+    s = config.depth_raster_stride
+    h, w = config.image_height // s, config.image_width // s
+    value_sum = value.reshape(h, s, w, s).sum(axis=(1, 3))
+    count = valid.reshape(h, s, w, s).sum(axis=(1, 3))
+    mean = np.divide(value_sum, count, out=np.zeros_like(value_sum), where=count > 0)
+    return np.stack([mean, count / (s * s)]).astype(np.float32)
+
+
+def lidar_raster(
+    points: np.ndarray, K: np.ndarray, T_cam_lidar: np.ndarray, config: ModelConfig
+) -> np.ndarray:
+    """(N, 4) x, y, z, intensity -> (4, h, w) at lidar_raster_stride: for the nearest point per
+    raster pixel its normalised log range, height, intensity, and an occupancy flag."""
+    if points.ndim != 2 or points.shape[1] != 4:
+        raise ValueError(f"lidar points must be (N, 4), got {points.shape}")
+    s = config.lidar_raster_stride
+    h, w = config.image_height // s, config.image_width // s
+    raster = np.zeros((4, h, w), dtype=np.float32)
+    points = points[np.isfinite(points).all(axis=1)]
+    cam = points[:, :3].astype(np.float64) @ T_cam_lidar[:3, :3].T + T_cam_lidar[:3, 3]
+    in_front = cam[:, 2] > MIN_RANGE
+    cam, points = cam[in_front], points[in_front]
+    u = (K[0, 0] * cam[:, 0] / cam[:, 2] + K[0, 2]) / s
+    v = (K[1, 1] * cam[:, 1] / cam[:, 2] + K[1, 2]) / s
+    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    if not inside.any():
+        return raster
+    cam, points = cam[inside], points[inside]
+    pixel = v[inside].astype(np.int64) * w + u[inside].astype(np.int64)
+    distance = np.linalg.norm(cam, axis=1)
+    order = np.argsort(distance, kind="stable")
+    # np.unique keeps the first occurrence: with points sorted by range, the nearest per pixel.
+    pixel, first = np.unique(pixel[order], return_index=True)
+    nearest = order[first]
+    flat = raster.reshape(4, -1)
+    flat[0, pixel] = normalised_log_range(distance[nearest], config.max_depth)
+    flat[1, pixel] = points[nearest, 2] / HEIGHT_SCALE
+    flat[2, pixel] = points[nearest, 3] / INTENSITY_SCALE
+    flat[3, pixel] = 1.0
+    return raster
+
+
+def prepare_inputs(frames, config: ModelConfig) -> ModelInputs:
+    """Build the rasters of a FrameSet (see world/frames.py); image/depth/points set to None mark
+    a missing modality."""
+    calib = frames.calib
+    K = scaled_intrinsics(calib.K, calib.width, calib.height, config)
+    T = np.asarray(calib.T_cam_lidar, dtype=np.float64)
+    rasters = {}
+    if frames.image is not None:
+        rasters["camera"] = camera_raster(frames.image, config)
+    if frames.depth is not None:
+        rasters["depth"] = depth_raster(frames.depth, config)
+    if frames.points is not None:
+        rasters["lidar"] = lidar_raster(frames.points, K, T, config)
+    return ModelInputs(rasters=rasters, K=K, T_cam_lidar=T)

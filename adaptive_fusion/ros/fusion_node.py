@@ -1,0 +1,612 @@
+"""fusion_node: the adaptive-depth detector behind ROS topics, as a lifecycle node.
+
+Executor thread: subscriptions check and decode each message (bad ones are counted, logged
+throttled and skipped), an approximate-time synchronizer over the modalities that are alive
+forms sets, and the newest set waits in a one-slot mailbox. Worker thread: takes the newest
+set, runs the ROS-free FusionPipeline (quality -> budget -> allocation -> only the allocated
+blocks -> boxes) and publishes. A set still waiting when a newer one forms is dropped and
+counted, so inference never queues and the subscriptions never wait for it.
+
+A modality silent for `sensor_timeout` leaves the synchronizer and gets no layers; its first
+message afterwards brings it back.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.lifecycle import State, TransitionCallbackReturn
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Float32, Header
+from vision_msgs.msg import Detection3DArray, LabelInfo
+from visualization_msgs.msg import MarkerArray
+
+from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint
+from adaptive_fusion.ros import filters
+from adaptive_fusion.ros.conversions import (
+    MessageFormatError,
+    camera_info_to_intrinsics,
+    numpy_to_image,
+)
+from adaptive_fusion.ros.diagnostics import ERROR, OK, WARN, diagnostic_array, status
+from adaptive_fusion.ros.inputs import (
+    Decoded,
+    StampGuard,
+    decode_camera,
+    decode_depth,
+    decode_lidar,
+)
+from adaptive_fusion.ros.messages import boxes_to_detections, boxes_to_markers, label_info
+from adaptive_fusion.ros.params import (
+    ParameterValueError,
+    Spec,
+    check_initial,
+    choices_problem,
+    declare_all,
+)
+from adaptive_fusion.ros.qos import LATCHED_QOS, RESULTS_QOS, SENSOR_QOS
+from adaptive_fusion.ros.spin import spin_until_shutdown
+from adaptive_fusion.runtime import (
+    POLICIES,
+    BudgetError,
+    FusionPipeline,
+    InputError,
+    SensorFrame,
+    blank_frame,
+    make_policy,
+)
+from adaptive_fusion.runtime.budget import check_fraction
+from adaptive_fusion.runtime.frame import check_depth, check_image
+from adaptive_fusion.runtime.overlay import draw_overlay
+from adaptive_fusion.world import WorldConfig
+from adaptive_fusion.world.frames import MODALITIES, Calibration, LidarModel
+from adaptive_fusion.world.rig import make_calibration
+
+TOPICS = {"camera": "camera/image_raw", "depth": "depth/image_raw", "lidar": "lidar/points"}
+TYPES = {"camera": Image, "depth": Image, "lidar": PointCloud2}
+DECODERS = {"camera": decode_camera, "depth": decode_depth, "lidar": decode_lidar}
+LIVENESS_PERIOD_S = 0.05
+LATENCY_WINDOW = 200  # frames kept for the latency percentiles in diagnostics
+DEFAULT_WORLD = WorldConfig()
+
+
+@dataclass
+class Job:
+    """One synchronized set waiting for the worker."""
+
+    frame: SensorFrame
+    header: Header  # synchronized stamp, lidar frame
+    formed: float  # time.perf_counter() when the set formed
+    newest_stamp_ns: int
+
+
+_CALIB = make_calibration(DEFAULT_WORLD)
+PARAMETERS = (
+    # configure-time (read-only once the node exists)
+    Spec("autostart", True, "main() configures and activates the node", read_only=True),
+    Spec("model_path", "", "checkpoint (.safetensors + .json); '' = the packaged model",
+         read_only=True),
+    Spec("device", "cpu", "torch device for inference", read_only=True),
+    Spec("threads", 0, "torch intra-op threads (0 = torch's default)", (0, 256), True),
+    Spec("lidar_frame_id", "lidar", "frame of the detections when the lidar gives none",
+         read_only=True),
+    Spec("camera_from_lidar", _CALIB.T_cam_lidar.reshape(-1).tolist(),
+         "4x4 row-major transform mapping lidar-frame points to the camera optical frame",
+         read_only=True),
+    Spec("lidar_beams", DEFAULT_WORLD.lidar_beams, "lidar beam count (its quality measure "
+         "compares density against the beam pattern)", (1, 512), True),
+    Spec("lidar_elevation_min_deg", DEFAULT_WORLD.lidar_elevation_min_deg,
+         "lowest beam elevation", (-90.0, 90.0), True),
+    Spec("lidar_elevation_max_deg", DEFAULT_WORLD.lidar_elevation_max_deg,
+         "highest beam elevation", (-90.0, 90.0), True),
+    Spec("lidar_azimuth_steps", DEFAULT_WORLD.lidar_azimuth_steps,
+         "lidar points per beam and turn", (8, 65536), True),
+    Spec("lidar_min_range", DEFAULT_WORLD.lidar_min_range, "metres", (0.0, 1000.0), True),
+    Spec("lidar_max_range", DEFAULT_WORLD.lidar_max_range, "metres", (0.1, 1000.0), True),
+    Spec("diagnostics_period", 1.0, "seconds between /diagnostics messages", (0.1, 60.0), True),
+    Spec("log_throttle_s", 5.0, "repeat a warning of one kind at most this often (s)",
+         (0.0, 3600.0), True),
+    # runtime
+    Spec("compute_budget", 1.0, "fraction of the full model's blocks; the compute_budget "
+         "topic can lower it (the stricter wins)", (0.01, 1.0)),
+    Spec("latency_budget_ms", 0.0, "deadline per frame in ms, turned into blocks with the "
+         "block costs measured while running (0 = none)", (0.0, 60000.0)),
+    Spec("policy", "quality_weighted", "layer allocation policy", choices=tuple(POLICIES)),
+    Spec("score_threshold", 0.3, "lowest detection score published", (0.0, 1.0)),
+    Spec("max_detections", 50, "most detections per frame", (1, 1000)),
+    Spec("sync_slop", 0.05, "seconds two stamps may differ within a set", (0.0, 5.0)),
+    Spec("sync_queue_size", 10, "messages kept per input for matching", (1, 1000)),
+    Spec("sensor_timeout", 0.5, "seconds of silence after which a modality is fused without",
+         (0.05, 60.0)),
+    Spec("max_future_stamp", 0.5, "seconds a stamp may lead the node's clock", (0.0, 60.0)),
+    Spec("publish_debug_image", True, "draw ~/debug_image while someone subscribes"),
+)  # fmt: skip
+
+
+class FusionNode(LifecycleNode):
+    def __init__(self, **kwargs):
+        super().__init__("fusion_node", **kwargs)
+        declare_all(self, PARAMETERS)
+        check_initial(self, self._validate)
+        self.add_on_set_parameters_callback(self._validate)
+        self.add_post_set_parameters_callback(self._apply)
+        self.pipeline: FusionPipeline | None = None
+        self._active = False
+        self._lock = threading.Lock()  # guards the mailbox and the statistics
+        self._wake = threading.Condition(self._lock)
+        self._pending: Job | None = None
+        self._stopping = False
+        self._worker: threading.Thread | None = None
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self._intrinsics = None
+        self._camera_info_frame = ""
+        self._topic_budget: float | None = None
+        self._last_arrival: dict[str, float] = {}
+        self._activated_at = time.monotonic()
+        self._live: tuple[str, ...] = ()
+        self._relays: dict[str, filters.SimpleFilter] = {}
+        self._sync = None
+        future = self.get_parameter("max_future_stamp").value
+        self._stamp_guards = {m: StampGuard(future) for m in MODALITIES}
+        self.received: Counter[str] = Counter()
+        self.errors: dict[str, Counter[str]] = {
+            name: Counter() for name in (*MODALITIES, "camera_info", "compute_budget", "set")
+        }
+        self.sync_drops: dict[str, Counter[str]] = {m: Counter() for m in MODALITIES}
+        self.stale_sets = 0
+        self.frames = 0
+        self.last_result = None
+        self._latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._node_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._age_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._last_warned: dict[tuple[str, str], float] = {}
+        self._suppressed: Counter[tuple[str, str]] = Counter()
+
+    # ------------------------------------------------------------ parameters
+
+    def _param(self, name: str):
+        return self.get_parameter(name).value
+
+    def _validate(self, params) -> SetParametersResult:
+        """Checks the descriptors cannot express (ranges and types rclpy enforces itself)."""
+        problem = choices_problem(PARAMETERS, params)
+        if problem:
+            return _reject(problem)
+        for param in params:
+            if param.name == "camera_from_lidar":
+                T = np.asarray(param.value, dtype=np.float64)
+                if (
+                    T.shape != (16,)
+                    or not np.isfinite(T).all()
+                    or not np.allclose(T[12:], [0, 0, 0, 1])
+                ):
+                    return _reject("camera_from_lidar needs 16 finite values, last row 0 0 0 1")
+        return SetParametersResult(successful=True)
+
+    def _apply(self, params) -> None:
+        names = {param.name for param in params}
+        if self.pipeline is not None and "policy" in names:
+            config = self.pipeline.config
+            self.pipeline.policy = make_policy(self._param("policy"), config.modalities,
+                                               config.layers)  # fmt: skip
+        if "max_future_stamp" in names:
+            for guard in self._stamp_guards.values():
+                guard.max_future_s = self._param("max_future_stamp")
+        if names & {"sync_slop", "sync_queue_size"} and self._sync is not None:
+            self._rebuild_sync()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        path = self._param("model_path") or DEFAULT_MODEL
+        try:
+            model, _ = load_checkpoint(path)
+        except CheckpointError as error:
+            self.get_logger().error(f"cannot load the model: {error}")
+            return TransitionCallbackReturn.FAILURE
+        if self._param("threads") > 0:
+            torch.set_num_threads(self._param("threads"))
+        config = model.config
+        policy = make_policy(self._param("policy"), config.modalities, config.layers)
+        self.pipeline = FusionPipeline(model, policy, self._param("device"))
+        self.pipeline.warm_up(blank_frame(self._warm_up_frame()))
+        self._reset_state()
+        self.pub_detections = self.create_lifecycle_publisher(
+            Detection3DArray, "detections", RESULTS_QOS
+        )
+        self.pub_markers = self.create_lifecycle_publisher(
+            MarkerArray, "detection_markers", RESULTS_QOS
+        )
+        self.pub_debug = self.create_lifecycle_publisher(Image, "~/debug_image", SENSOR_QOS)
+        self.pub_labels = self.create_lifecycle_publisher(LabelInfo, "label_info", LATCHED_QOS)
+        self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._sensor_subs = {}
+        for modality in MODALITIES:
+            sub = filters.sensor_subscriber(self, TYPES[modality], TOPICS[modality])
+            sub.registerCallback(self._on_sensor, modality)
+            self._sensor_subs[modality] = sub
+        self._info_sub = self.create_subscription(
+            CameraInfo, "camera/camera_info", self._on_camera_info, SENSOR_QOS
+        )
+        self._budget_sub = self.create_subscription(
+            Float32, "compute_budget", self._on_budget, LATCHED_QOS
+        )
+        self._periodic = [
+            self.create_timer(LIVENESS_PERIOD_S, self._update_liveness),
+            self.create_timer(self._param("diagnostics_period"), self._publish_diagnostics),
+        ]
+        self._stopping = False
+        self._worker = threading.Thread(target=self._work, name="fusion_worker", daemon=True)
+        self._worker.start()
+        blocks = self.pipeline.costs
+        self.get_logger().info(
+            f"configured: {path}, {config.layers} blocks x {len(config.modalities)} modalities, "
+            f"policy {policy.name}; warm-up block {1e3 * blocks.block_s:.2f} ms, "
+            f"overhead {1e3 * blocks.overhead_s:.1f} ms"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def _warm_up_frame(self) -> SensorFrame:
+        config = self.pipeline.config
+        w, h = config.image_width, config.image_height
+        K = np.array([[w / 2, 0, w / 2], [0, w / 2, h / 2], [0, 0, 1]], np.float64)
+        return SensorFrame(None, None, None, Calibration(K, w, h, self._extrinsic()),
+                           self._lidar_model())  # fmt: skip
+
+    def _extrinsic(self) -> np.ndarray:
+        return np.asarray(self._param("camera_from_lidar"), np.float64).reshape(4, 4)
+
+    def _lidar_model(self) -> LidarModel:
+        return LidarModel(
+            elevations_deg=np.linspace(
+                self._param("lidar_elevation_min_deg"),
+                self._param("lidar_elevation_max_deg"),
+                self._param("lidar_beams"),
+            ),  # fmt: skip
+            azimuth_steps=self._param("lidar_azimuth_steps"),
+            max_range=self._param("lidar_max_range"),
+            min_range=self._param("lidar_min_range"),
+        )
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._activated_at = time.monotonic()
+        self._live = ()
+        self._update_liveness()
+        self._active = True
+        result = super().on_activate(state)
+        header = Header(stamp=self.get_clock().now().to_msg())
+        classes = self.pipeline.config.classes
+        self.pub_labels.publish(label_info(classes, self._param("score_threshold"), header))
+        return result
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._active = False
+        with self._lock:
+            self._pending = None
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_worker(self) -> None:
+        self._active = False
+        with self._lock:
+            self._stopping = True
+            self._wake.notify_all()
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+
+    def destroy_node(self) -> None:
+        """Stop inference first, so nothing publishes through a destroyed publisher."""
+        self._stop_worker()
+        super().destroy_node()
+
+    def _release(self) -> None:
+        self._stop_worker()
+        if self.pipeline is None:
+            return
+        for timer in self._periodic:
+            self.destroy_timer(timer)
+        for sub in self._sensor_subs.values():
+            self.destroy_subscription(sub.sub)
+        self.destroy_subscription(self._info_sub)
+        self.destroy_subscription(self._budget_sub)
+        for pub in (self.pub_detections, self.pub_markers, self.pub_debug, self.pub_labels):
+            self.destroy_lifecycle_publisher(pub)
+        self.destroy_publisher(self.pub_diagnostics)
+        self.pipeline = None
+
+    # ------------------------------------------------------------ inputs
+
+    def _reject_input(self, source: str, error: InputError) -> None:
+        """Count a bad input and warn, at most once per log_throttle_s per (source, kind)."""
+        key = (source, error.kind)
+        self.errors[source][error.kind] += 1
+        now = time.monotonic()
+        if now - self._last_warned.get(key, -math.inf) < self._param("log_throttle_s"):
+            self._suppressed[key] += 1
+            return
+        more = self._suppressed.pop(key, 0)
+        also = f" ({more} more since the last warning)" if more else ""
+        self.get_logger().warning(f"skipped {source} input [{error.kind}]: {error}{also}")
+        self._last_warned[key] = now
+
+    def _on_sensor(self, msg, modality: str) -> None:
+        if not self._active:
+            return
+        self.received[modality] += 1
+        guard = self._stamp_guards[modality]
+        try:
+            stamp = guard.check(msg, self.get_clock().now().nanoseconds)
+            array = DECODERS[modality](msg)
+            intrinsics = self._intrinsics
+            if intrinsics is not None and modality != "lidar":
+                calib = Calibration(intrinsics.K, intrinsics.width, intrinsics.height,
+                                    self._extrinsic())  # fmt: skip
+                (check_image if modality == "camera" else check_depth)(array, calib)
+        except InputError as error:
+            self._reject_input(modality, error)
+            return
+        guard.accept(stamp)
+        self._last_arrival[modality] = time.monotonic()
+        if modality not in self._live:
+            self._update_liveness()
+        relay = self._relays.get(modality)
+        if relay is not None:
+            relay.signalMessage(Decoded(msg.header, array))
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        if not self._active:
+            return
+        self.received["camera_info"] += 1
+        try:
+            self._intrinsics = camera_info_to_intrinsics(msg)
+        except MessageFormatError as error:
+            self._reject_input("camera_info", InputError("malformed", str(error)))
+            return
+        self._camera_info_frame = msg.header.frame_id
+
+    def _on_budget(self, msg: Float32) -> None:
+        self.received["compute_budget"] += 1
+        try:
+            self._topic_budget = check_fraction(msg.data)
+        except BudgetError as error:
+            self._reject_input("compute_budget", InputError("invalid_budget", str(error)))
+
+    def budget_in_force(self) -> float:
+        """The stricter of the compute_budget parameter and the last valid topic value."""
+        budget = self._param("compute_budget")
+        return budget if self._topic_budget is None else min(budget, self._topic_budget)
+
+    # ------------------------------------------------------------ liveness and sync
+
+    def _is_live(self, modality: str, now: float) -> bool:
+        last = self._last_arrival.get(modality)
+        since = now - (self._activated_at if last is None else last)
+        return since < self._param("sensor_timeout")
+
+    def _update_liveness(self) -> None:
+        if self.pipeline is None:
+            return
+        now = time.monotonic()
+        live = tuple(m for m in MODALITIES if self._is_live(m, now))
+        if live == self._live:
+            return
+        lost = [m for m in self._live if m not in live]
+        back = [m for m in live if m not in self._live]
+        if lost and self._active:
+            self.get_logger().warning(
+                f"{', '.join(lost)} silent for {self._param('sensor_timeout')} s: fusing "
+                f"{', '.join(live) or 'nothing'} without {', '.join(lost)}"
+            )
+        if back and self._active:
+            self.get_logger().info(f"{', '.join(back)} back: fusing {', '.join(live)}")
+        self._live = live
+        self._rebuild_sync()
+
+    def _rebuild_sync(self) -> None:
+        """A synchronizer over the live modalities only (a dead one would hold every set)."""
+        live = self._live
+        self._relays = {m: filters.SimpleFilter() for m in live}
+        if not live:
+            self._sync = None
+            return
+        self._sync = filters.ApproximateTimeSynchronizer(
+            [self._relays[m] for m in live],
+            self._param("sync_queue_size"),
+            self._param("sync_slop"),
+        )
+        self._sync.registerCallback(self._on_set, live)
+        filters.observe_drops(self._sync, self._on_sync_drop, live)
+
+    def _on_sync_drop(self, msg, index: int, reason: str, live: tuple[str, ...]) -> None:
+        self.sync_drops[live[index]][reason] += 1
+
+    def _on_set(self, *args) -> None:
+        *decoded, live = args
+        intrinsics = self._intrinsics
+        if intrinsics is None:
+            self._reject_input(
+                "set", InputError("no_camera_info", "no valid camera/camera_info received yet")
+            )
+            return
+        arrays = dict(zip(live, decoded, strict=True))
+        stamps = {m: d.header.stamp for m, d in arrays.items()}
+        stamp_source = next(m for m in ("lidar", "camera", "depth") if m in arrays)
+        frame_id = arrays["lidar"].header.frame_id if "lidar" in arrays else ""
+        header = Header(stamp=stamps[stamp_source],
+                        frame_id=frame_id or self._param("lidar_frame_id"))  # fmt: skip
+        calib = Calibration(intrinsics.K, intrinsics.width, intrinsics.height,
+                            self._extrinsic())  # fmt: skip
+        frame = SensorFrame(
+            image=arrays["camera"].array if "camera" in arrays else None,
+            depth=arrays["depth"].array if "depth" in arrays else None,
+            points=arrays["lidar"].array if "lidar" in arrays else None,
+            calib=calib,
+            lidar=self._lidar_model(),
+        )
+        newest = max(s.sec * 10**9 + s.nanosec for s in stamps.values())
+        job = Job(frame, header, time.perf_counter(), newest)
+        with self._lock:
+            if self._pending is not None:
+                self.stale_sets += 1
+            self._pending = job
+            self._wake.notify()
+
+    # ------------------------------------------------------------ worker
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while self._pending is None and not self._stopping:
+                    self._wake.wait()
+                if self._stopping:
+                    return
+                job, self._pending = self._pending, None
+            try:
+                self._process(job)
+            except InputError as error:
+                self._reject_input("set", error)
+            except Exception as error:  # noqa: BLE001 - one bad frame must not stop the node
+                if not self.context.ok():
+                    return  # shutting down (Ctrl-C, SIGTERM): publishing can no longer work
+                self._reject_input("set", InputError("inference_error", repr(error)))
+
+    def _process(self, job: Job) -> None:
+        pipeline = self.pipeline
+        result = pipeline.run(
+            job.frame,
+            fraction=self.budget_in_force(),
+            latency_ms=self._param("latency_budget_ms"),
+            score_threshold=self._param("score_threshold"),
+            top_k=self._param("max_detections"),
+        )
+        classes = pipeline.config.classes
+        self.pub_detections.publish(boxes_to_detections(result.boxes, job.header))
+        self.pub_markers.publish(boxes_to_markers(result.boxes, job.header, classes))
+        if (
+            job.frame.image is not None
+            and self._param("publish_debug_image")
+            and self.pub_debug.get_subscription_count() > 0
+        ):
+            picture = draw_overlay(job.frame.image, result.boxes, job.frame.calib,
+                                   result.layers(pipeline.config.modalities), result.quality,
+                                   pipeline.config.layers, classes)  # fmt: skip
+            header = Header(stamp=job.header.stamp, frame_id=self._camera_info_frame)
+            self.pub_debug.publish(numpy_to_image(picture, "rgb8", header))
+        done = time.perf_counter()
+        age_ms = (self.get_clock().now().nanoseconds - job.newest_stamp_ns) * 1e-6
+        with self._lock:
+            self.frames += 1
+            self.last_result = result
+            self._latency_ms.append(result.timings_ms["total"])
+            self._node_ms.append(1e3 * (done - job.formed) - result.timings_ms["total"])
+            self._age_ms.append(age_ms)
+
+    # ------------------------------------------------------------ diagnostics
+
+    def _publish_diagnostics(self) -> None:
+        if self.pipeline is None:
+            return
+        name, config = self.get_fully_qualified_name(), self.pipeline.config
+        with self._lock:
+            result = self.last_result
+            latency = np.array(self._latency_ms or [np.nan])
+            node_ms = np.array(self._node_ms or [np.nan])
+            age = np.array(self._age_ms or [np.nan])
+            frames, stale = self.frames, self.stale_sets
+        layers = result.layers(config.modalities) if result else dict.fromkeys(MODALITIES, 0)
+        quality = result.quality if result else {}
+        costs = self.pipeline.costs
+        summary = {
+            "state": "active" if self._active else "inactive",
+            "policy": self.pipeline.policy.name,
+            "budget_in_force": self.budget_in_force(),
+            "compute_budget_param": self._param("compute_budget"),
+            "compute_budget_topic": "none" if self._topic_budget is None else self._topic_budget,
+            "latency_budget_ms": self._param("latency_budget_ms"),
+            "blocks_in_use": sum(layers.values()),
+            "blocks_full": self.pipeline.full_blocks,
+            "budget_binding": result.budget.binding if result else "none",
+            "live": " ".join(self._live) or "none",
+            "frames": frames,
+            "stale_sets_dropped": stale,
+            "latency_ms_last": float(latency[-1]),
+            "latency_ms_mean": float(np.mean(latency)),
+            "latency_ms_p95": float(np.percentile(latency, 95)),
+            "node_overhead_ms_mean": float(np.mean(node_ms)),
+            "stamp_to_output_ms_mean": float(np.mean(age)),
+            "block_cost_ms": 1e3 * (costs.block_s or math.nan),
+            "frame_overhead_ms": 1e3 * (costs.overhead_s or math.nan),
+            "detections_last": len(result.boxes) if result else 0,
+            **_prefixed("errors.set.", self.errors["set"]),
+            **_prefixed("errors.compute_budget.", self.errors["compute_budget"]),
+            **_prefixed("errors.camera_info.", self.errors["camera_info"]),
+        }
+        statuses = [status(f"{name}: fusion", name, OK if frames else WARN,
+                           f"{frames} frames, {sum(layers.values())} blocks", summary)]  # fmt: skip
+        for modality in MODALITIES:
+            live = modality in self._live
+            score = quality.get(modality)
+            level = OK if live and (score is None or score >= 0.5) else WARN if live else ERROR
+            message = ("timed out" if not live else
+                       f"{layers[modality]} layers, quality {score:.2f}" if score is not None
+                       else "waiting")  # fmt: skip
+            values = {
+                "alive": live,
+                "layers": layers[modality],
+                "quality": "none" if score is None else score,
+                "received": self.received[modality],
+                **_prefixed("errors.", self.errors[modality]),
+                **_prefixed("sync_drops.", self.sync_drops[modality]),
+            }
+            statuses.append(status(f"{name}: {modality}", modality, level, message, values))
+        self.pub_diagnostics.publish(diagnostic_array(self.get_clock().now().to_msg(), statuses))
+
+
+def _prefixed(prefix: str, counts: Counter) -> dict[str, int]:
+    return {prefix + kind: count for kind, count in sorted(counts.items())}
+
+
+def _reject(reason: str) -> SetParametersResult:
+    return SetParametersResult(successful=False, reason=reason)
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = FusionNode()
+    except ParameterValueError as error:
+        print(f"fusion_node: {error}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    if node.get_parameter("autostart").value:
+        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            node.destroy_node()
+            rclpy.try_shutdown()
+            return 1
+        node.trigger_activate()
+    return spin_until_shutdown(node)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Training samples: cached frame set -> (augmented) model rasters and per-cell targets."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..model.coding import boxes_from_objects, encode_targets
+from ..model.config import ModelConfig
+from ..model.inputs import prepare_inputs
+from ..world.frames import FrameSet
+from .augment import CorruptionSampler, mirror
+from .cache import load_frames
+
+
+def model_boxes2d(frames: FrameSet, config: ModelConfig) -> np.ndarray:
+    scale = np.array([config.image_width / frames.calib.width,
+                      config.image_height / frames.calib.height] * 2, np.float32)
+    return frames.objects.boxes2d * scale
+
+
+def make_sample(frames: FrameSet, config: ModelConfig) -> dict[str, torch.Tensor]:
+    """One frame set -> tensors the collate function stacks: rasters under their modality names
+    and targets under "heatmap", "regression", "mask"."""
+    inputs = prepare_inputs(frames, config)
+    targets = encode_targets(
+        boxes_from_objects(frames.objects), model_boxes2d(frames, config), inputs.K,
+        inputs.T_cam_lidar, config,
+    )
+    arrays = {**inputs.rasters, **targets}
+    return {name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in arrays.items()}
+
+
+class FrameDataset(Dataset):
+    """Samples from cached frame files. With augmentation, the mirror and the corruption of
+    item i in epoch e come from the seed (seed, e, i): reproducible, and different per epoch."""
+
+    def __init__(self, files: list[Path], config: ModelConfig, seed: int = 0,
+                 corruptions: CorruptionSampler | None = None, mirror_probability: float = 0.0):
+        self.files = files
+        self.config = config
+        self.seed = seed
+        self.corruptions = corruptions
+        self.mirror_probability = mirror_probability
+        self.epoch = 0
+        self.corrupt = False
+
+    def set_epoch(self, epoch: int, corrupt: bool) -> None:
+        """Must be called before the loader forks its workers for the epoch."""
+        self.epoch = epoch
+        self.corrupt = corrupt
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        frames = load_frames(self.files[index])
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        if rng.random() < self.mirror_probability:
+            frames = mirror(frames)
+        if self.corrupt and self.corruptions is not None:
+            frames = self.corruptions.apply(frames, rng)
+        return make_sample(frames, self.config)
+
+
+TARGET_KEYS = ("heatmap", "regression", "mask")
+
+
+def split_batch(batch: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    """Collated batch -> (rasters by modality, targets)."""
+    targets = {key: batch[key] for key in TARGET_KEYS}
+    rasters = {key: value for key, value in batch.items() if key not in TARGET_KEYS}
+    return rasters, targets

@@ -1,0 +1,248 @@
+"""The training loop: cached data, LayerDrop + modality dropout + corruption schedule, AdamW with
+warmup and cosine decay, periodic and per-epoch checkpoints, resume, data-parallel ranks."""
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..evaluation.runner import score_frames
+from ..model.checkpoint import load_checkpoint, save_checkpoint
+from ..model.detector import AdaptiveFusionDetector
+from ..world.config import WorldConfig
+from . import distributed
+from .cache import build_cache, frame_path, load_frames
+from .config import TrainConfig, config_to_dict
+from .data import FrameDataset, split_batch
+from .loss import detection_loss
+
+STATE_FILE = "last_state.pt"
+
+
+class ResumeError(ValueError):
+    """--resume found no checkpoint, or one made with a different configuration."""
+
+
+@dataclass
+class Progress:
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    step: int = 0
+    best_map: float = -1.0
+
+
+def run_identity(config: dict) -> dict:
+    """The settings a resumed run must share with the stopped one: all but max_steps."""
+    return {**config, "schedule": {**config["schedule"], "max_steps": None}}
+
+
+def seed_range(bounds: list[int]) -> list[int]:
+    start, stop = bounds
+    return list(range(start, stop))
+
+
+def learning_rate_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warmup, then cosine decay to zero at `total` steps."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, resume: bool = False, show_progress: bool = True):
+        self.config = config
+        self.context = distributed.setup()
+        self.show = show_progress and self.context.is_main
+        torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.out = Path(config.out_dir)
+        self.model_config = config.model_config()
+        self.manifests = self._prepare_data()
+        self.model = AdaptiveFusionDetector(self.model_config).to(self.context.device)
+        if config.init_from:
+            self._initialise_from(config.init_from)
+        opt = config.optimiser
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay,
+            betas=tuple(opt.betas),
+        )
+        schedule = config.schedule
+        self.steps_per_epoch = len(self.train_files) // schedule.batch_size
+        self.total_steps = self.steps_per_epoch * schedule.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda step: learning_rate_factor(step, opt.warmup_steps, self.total_steps),
+        )
+        self.progress = Progress()
+        if resume:
+            self._resume()
+        elif (self.out / STATE_FILE).is_file():
+            raise ResumeError(f"{self.out} already holds a training run: pass --resume to "
+                              "continue it, or choose another out_dir")
+        self.network = self.model
+        if self.context.world_size > 1:
+            # Skipped blocks get no gradient in that step: DDP must not wait for them.
+            self.network = DistributedDataParallel(self.model, find_unused_parameters=True)
+
+    def _prepare_data(self) -> dict:
+        data = self.config.data
+        world = WorldConfig(**data.world)
+        cache = Path(data.cache_dir)
+        splits = {"train": seed_range(data.train_seeds), "val": seed_range(data.val_seeds)}
+        if self.context.is_main:  # one renderer; the other ranks wait and then read
+            for name, seeds in splits.items():
+                build_cache(cache / name, world, seeds, show_progress=self.show)
+        self.context.barrier()
+        manifests = {name: build_cache(cache / name, world, seeds, False)
+                     for name, seeds in splits.items()}
+        self.train_files = [frame_path(cache / "train", s) for s in splits["train"]]
+        self.val_files = [frame_path(cache / "val", s) for s in splits["val"]]
+        return manifests
+
+    def _initialise_from(self, path: str) -> None:
+        source, _ = load_checkpoint(path)
+        if source.config != self.model_config:
+            raise ResumeError(f"init_from {path}: its architecture differs from this config's "
+                              f"model ({source.config} vs {self.model_config})")
+        self.model.load_state_dict(source.state_dict())
+
+    def _resume(self) -> None:
+        state_path = self.out / STATE_FILE
+        if not state_path.is_file():
+            raise ResumeError(f"nothing to resume: {state_path} not found")
+        model, document = load_checkpoint(self.out / "last")
+        saved = run_identity(document["training"]["config"])
+        if saved != run_identity(config_to_dict(self.config)):
+            raise ResumeError(f"{self.out} was trained with a different config; "
+                              "resume only with the same file (or start a new out_dir)")
+        self.model.load_state_dict(model.state_dict())
+        state = torch.load(state_path, weights_only=True, map_location="cpu")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.progress = Progress(**state["progress"])
+
+    def metadata(self, metrics: dict | None = None) -> dict:
+        return {
+            "training": {
+                "config": config_to_dict(self.config),
+                "data_sha256": self.manifests["train"]["sha256"],
+                "val_data_sha256": self.manifests["val"]["sha256"],
+                "step": self.progress.step,
+                "epoch": self.progress.epoch,
+                "samples_seen": self.progress.step * self.config.schedule.batch_size,
+            },
+            "metrics": metrics or {},
+        }
+
+    def save(self, name: str, metrics: dict | None = None) -> None:
+        """Rank 0 writes `<name>.safetensors/.json`; "last" also gets the optimiser state."""
+        if not self.context.is_main:
+            return
+        save_checkpoint(self.model, self.out / name, self.metadata(metrics))
+        if name == "last":
+            state = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "progress": asdict(self.progress),
+            }
+            partial = self.out / (STATE_FILE + ".tmp")
+            torch.save(state, partial)
+            partial.rename(self.out / STATE_FILE)
+
+    def validate(self) -> dict:
+        self.model.eval()
+        frames = [load_frames(f) for f in self.val_files]
+        layers = self.model_config.layers
+        allocations = {
+            "val_full_depth": None,
+            "val_quarter_depth": {m: max(1, layers // 4) for m in self.model_config.modalities},
+        }
+        metrics = {name: score_frames(self.model, frames, allocation).to_dict()
+                   for name, allocation in allocations.items()}
+        self.model.train()
+        return metrics
+
+    def train(self) -> dict:
+        schedule, progress, context = self.config.schedule, self.progress, self.context
+        per_rank = schedule.batch_size // context.world_size
+        dataset = FrameDataset(
+            self.train_files, self.model_config, seed=self.config.seed,
+            corruptions=self.config.data.corruptions,
+            mirror_probability=self.config.data.mirror_probability,
+        )
+        last_save = time.monotonic()
+        metrics: dict = {}
+        self.model.train()
+        while progress.epoch < schedule.epochs:
+            dataset.set_epoch(progress.epoch, corrupt=progress.epoch >= schedule.clean_epochs)
+            sampler = distributed.EpochSampler(
+                len(dataset), schedule.batch_size, self.config.seed, progress.epoch,
+                context.rank, context.world_size, start_batch=progress.batch_in_epoch,
+            )
+            loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler,
+                                num_workers=self.config.data.workers)
+            bar = tqdm(loader, desc=f"epoch {progress.epoch}", disable=not self.show,
+                       initial=progress.batch_in_epoch, total=self.steps_per_epoch)
+            for batch in bar:
+                losses = self.step(batch)
+                bar.set_postfix(loss=f"{losses['loss']:.3f}", hm=f"{losses['heatmap']:.3f}",
+                                lr=f"{self.scheduler.get_last_lr()[0]:.1e}")
+                if time.monotonic() - last_save > 60 * schedule.checkpoint_minutes:
+                    self.save("last", metrics)
+                    last_save = time.monotonic()
+                if schedule.max_steps is not None and progress.step >= schedule.max_steps:
+                    self.save("last", metrics)
+                    return {"step": progress.step, "losses": losses, "metrics": metrics}
+            progress.epoch += 1
+            progress.batch_in_epoch = 0
+            last_epoch = progress.epoch == schedule.epochs
+            if progress.epoch % schedule.eval_every_epochs == 0 or last_epoch:
+                metrics = self._evaluate_and_keep_best()
+            self.save("last", metrics)
+            last_save = time.monotonic()
+        return {"step": progress.step, "metrics": metrics}
+
+    def _evaluate_and_keep_best(self) -> dict:
+        if not self.context.is_main:
+            return {}
+        metrics = self.validate()
+        val_map = metrics["val_full_depth"]["mAP"] or 0.0
+        tqdm.write(f"epoch {self.progress.epoch}: val mAP {val_map:.4f}")
+        if val_map > self.progress.best_map:
+            self.progress.best_map = val_map
+            self.save("best", metrics)
+        return metrics
+
+    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        config, progress = self.config, self.progress
+        device = self.context.device
+        rasters, targets = split_batch({k: v.to(device) for k, v in batch.items()})
+        epoch = progress.epoch + progress.batch_in_epoch / max(1, self.steps_per_epoch)
+        # Same block allocation on every rank (seeded by step); modality dropout per rank.
+        shared = np.random.default_rng([config.seed, progress.step])
+        local = np.random.default_rng([config.seed, progress.step, self.context.rank])
+        drop = config.schedule.layerdrop
+        allocation = drop.allocation(epoch, self.model_config.modalities,
+                                     self.model_config.layers, shared)
+        present = {k: v.to(device) for k, v in drop.present(
+            len(targets["mask"]), self.model_config.modalities, local).items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+            outputs = self.network(rasters, allocation, present)
+        losses = detection_loss({k: v.float() for k, v in outputs.items()}, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.optimiser.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        progress.step += 1
+        progress.batch_in_epoch += 1
+        return {name: value.item() for name, value in losses.items()}
+
+    def close(self) -> None:
+        distributed.teardown(self.context)

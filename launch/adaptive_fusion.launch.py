@@ -1,0 +1,80 @@
+"""Start fusion_node, and with sim:=true the simulated sensors feeding it.
+
+    SHARE=$(ros2 pkg prefix adaptive_fusion)/share/adaptive_fusion
+    ros2 launch adaptive_fusion adaptive_fusion.launch.py sim:=true \
+        scenario:=$SHARE/config/scenarios/demo.yaml
+    ros2 launch adaptive_fusion adaptive_fusion.launch.py camera_topic:=/front/color/image_raw ...
+
+Every input and output topic can be remapped through an argument; both nodes get the same
+remappings, so the simulated sensors publish where the fusion node listens.
+"""
+
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
+
+PACKAGE = "adaptive_fusion"
+# launch argument -> the topic name the nodes use
+TOPIC_ARGUMENTS = {
+    "camera_topic": "camera/image_raw",
+    "camera_info_topic": "camera/camera_info",
+    "depth_topic": "depth/image_raw",
+    "lidar_topic": "lidar/points",
+    "budget_topic": "compute_budget",
+    "detections_topic": "detections",
+    "markers_topic": "detection_markers",
+    "ground_truth_topic": "ground_truth",
+}
+
+
+def generate_launch_description() -> LaunchDescription:
+    config = PathJoinSubstitution([FindPackageShare(PACKAGE), "config"])
+    arguments = [
+        DeclareLaunchArgument(
+            "params_file",
+            default_value=PathJoinSubstitution([config, "fusion_node.yaml"]),
+            description="parameters of fusion_node",
+        ),
+        DeclareLaunchArgument("sim", default_value="false", description="start sim_sensors too"),
+        DeclareLaunchArgument(
+            "sim_params_file",
+            default_value=PathJoinSubstitution([config, "sim_sensors.yaml"]),
+            description="parameters of sim_sensors",
+        ),
+        DeclareLaunchArgument(
+            "scenario", default_value="", description="sim_sensors scenario file ('' = none)"
+        ),
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of both"),
+        *(
+            DeclareLaunchArgument(name, default_value=topic, description=f"remaps {topic}")
+            for name, topic in TOPIC_ARGUMENTS.items()
+        ),
+    ]
+    remappings = [(topic, LaunchConfiguration(name)) for name, topic in TOPIC_ARGUMENTS.items()]
+    fusion = Node(
+        package=PACKAGE,
+        executable="fusion_node",
+        name="fusion_node",
+        namespace=LaunchConfiguration("namespace"),
+        parameters=[LaunchConfiguration("params_file")],
+        remappings=remappings,
+        output="screen",
+    )
+    sim = Node(
+        package=PACKAGE,
+        executable="sim_sensors",
+        name="sim_sensors",
+        namespace=LaunchConfiguration("namespace"),
+        parameters=[
+            LaunchConfiguration("sim_params_file"),
+            {"scenario": LaunchConfiguration("scenario")},
+        ],
+        remappings=remappings,
+        output="screen",
+        condition=IfCondition(LaunchConfiguration("sim")),
+    )
+    return LaunchDescription([*arguments, fusion, sim])

@@ -1,0 +1,200 @@
+"""The ROS-free fusion step: allocation policies, budgets and costs, the pipeline running only the
+allocated blocks, the moving simulated world and scenario files."""
+
+import numpy as np
+import pytest
+import torch
+
+from adaptive_fusion.model.coding import Boxes3D
+from adaptive_fusion.model.config import ModelConfig
+from adaptive_fusion.model.detector import AdaptiveFusionDetector
+from adaptive_fusion.runtime import (
+    BlockCosts,
+    BudgetError,
+    EqualSplitPolicy,
+    FusionPipeline,
+    InputError,
+    QualityWeightedPolicy,
+    SensorFrame,
+    blank_frame,
+    resolve_budget,
+)
+from adaptive_fusion.runtime.overlay import draw_overlay
+from adaptive_fusion.runtime.scenario import Scenario, ScenarioError
+from adaptive_fusion.runtime.simulation import MovingWorld
+from adaptive_fusion.world import MODALITIES, World
+from adaptive_fusion.world.corruptions import corrupt
+
+SMALL = ModelConfig(dim=32, heads=2, layers=4)
+
+
+def counts(allocation):
+    return {name: len(blocks) for name, blocks in allocation.items()}
+
+
+def test_equal_split_gives_every_live_modality_the_same_share():
+    policy = EqualSplitPolicy(MODALITIES, 4)
+    quality = {"camera": 0.1, "depth": 1.0, "lidar": 1.0}
+    assert counts(policy.allocate(quality, MODALITIES, 6)) == dict.fromkeys(MODALITIES, 2)
+    assert counts(policy.allocate(quality, ("camera", "depth"), 6)) == {"camera": 2, "depth": 2}
+    assert counts(policy.allocate(quality, MODALITIES, 1)) == dict.fromkeys(MODALITIES, 1)
+    assert policy.allocate(quality, MODALITIES, 12)["lidar"] == (0, 1, 2, 3)
+
+
+def test_quality_weighted_moves_layers_to_the_good_modalities():
+    policy = QualityWeightedPolicy(MODALITIES, 4)
+    noisy_camera = {"camera": 0.1, "depth": 1.0, "lidar": 0.9}
+    allocation = counts(policy.allocate(noisy_camera, MODALITIES, 6))
+    assert allocation == {"camera": 1, "depth": 3, "lidar": 2}
+    # the cap: good modalities full, the rest goes to the poor one
+    assert counts(policy.allocate(noisy_camera, MODALITIES, 11)) == {
+        "camera": 3, "depth": 4, "lidar": 4,
+    }  # fmt: skip
+    # a dead modality gets nothing, its share goes to the live ones
+    assert counts(policy.allocate(noisy_camera, ("camera", "depth"), 6)) == {
+        "camera": 2, "depth": 4,
+    }  # fmt: skip
+    # no usable quality anywhere: layer 0 only
+    assert counts(policy.allocate(dict.fromkeys(MODALITIES, 0.0), MODALITIES, 12)) == (
+        dict.fromkeys(MODALITIES, 1)
+    )
+    for total in range(3, 13):
+        allocation = policy.allocate({"camera": 0.3, "depth": 0.7, "lidar": 1.0}, MODALITIES, total)
+        assert sum(map(len, allocation.values())) == total
+        assert all(blocks[0] == 0 for blocks in allocation.values())
+
+
+def test_budget_stricter_of_compute_and_latency_wins():
+    costs = BlockCosts()
+    assert resolve_budget(0.25, 100.0, costs, 12, 3).total_blocks == 3  # no costs measured yet
+    costs.update(block_time_s=0.040, blocks=4, frame_time_s=0.060)  # 10 ms a block, 20 ms rest
+    decision = resolve_budget(1.0, 65.0, costs, 12, 3)
+    assert (decision.total_blocks, decision.binding) == (4, "latency")
+    assert resolve_budget(0.25, 65.0, costs, 12, 3).binding == "compute"
+    assert resolve_budget(1.0, 5.0, costs, 12, 3).total_blocks == 3  # floor: layer 0 each
+    # the machine gets slower (another process takes the core): the same deadline buys less
+    for _ in range(30):
+        costs.update(block_time_s=0.080, blocks=4, frame_time_s=0.120)
+    assert costs.deviation_s < 0.002  # steady again: the margin has shrunk
+    assert resolve_budget(1.0, 65.0, costs, 12, 1).total_blocks == 1  # (65 - 40) // 20
+    # scattered frame times widen the margin: fewer blocks for the same deadline
+    steady = costs.blocks_within(0.125)
+    for k in range(30):
+        frame = 0.120 + (0.03 if k % 2 else -0.03)
+        costs.update(block_time_s=0.080, blocks=4, frame_time_s=frame)
+    assert costs.blocks_within(0.125) < steady
+    for bad in (0.0, -0.5, 1.5, float("nan")):
+        with pytest.raises(BudgetError):
+            resolve_budget(bad, 0.0, costs, 12, 3)
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    torch.manual_seed(0)
+    model = AdaptiveFusionDetector(SMALL)
+    return FusionPipeline(model, QualityWeightedPolicy(SMALL.modalities, SMALL.layers))
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return World().render(4)
+
+
+def sensor_frame(frames, **overrides) -> SensorFrame:
+    arrays = dict(image=frames.image, depth=frames.depth, points=frames.points)
+    arrays.update(overrides)
+    return SensorFrame(**arrays, calib=frames.calib, lidar=frames.lidar)
+
+
+def test_pipeline_runs_only_the_allocated_blocks(pipeline, frames):
+    pipeline.warm_up(blank_frame(sensor_frame(frames)), frames=1)
+    for fraction, expected in ((1.0, 12), (0.5, 6), (0.25, 3)):
+        result = pipeline.run(sensor_frame(frames), fraction, score_threshold=0.0)
+        assert pipeline.timer.calls == expected == result.budget.total_blocks
+        assert sum(result.layers(MODALITIES).values()) == expected
+        assert set(result.quality) == set(MODALITIES)
+        assert result.timings_ms["total"] >= result.timings_ms["model"] > 0
+    dead_lidar = pipeline.run(sensor_frame(frames, points=None), 1.0)
+    assert dead_lidar.live == ("camera", "depth") and "lidar" not in dead_lidar.allocation
+    assert pipeline.timer.calls == 8
+    assert pipeline.costs.block_s > 0 and pipeline.costs.overhead_s > 0
+
+
+def test_corrupted_camera_loses_layers(pipeline, frames):
+    noisy = corrupt(frames, {"camera": ("noise", 1.0)}, seed=1)
+    clean = pipeline.run(sensor_frame(frames), 0.5)
+    corrupted = pipeline.run(sensor_frame(noisy), 0.5)
+    assert corrupted.quality["camera"] < 0.5 < clean.quality["camera"]
+    assert corrupted.layers(MODALITIES)["camera"] < clean.layers(MODALITIES)["camera"]
+    assert corrupted.layers(MODALITIES)["camera"] == 1
+
+
+def test_bad_arrays_are_refused_with_a_kind(pipeline, frames):
+    cases = {
+        "size_mismatch": dict(image=frames.image[:100]),
+        "empty_cloud": dict(points=np.zeros((0, 4), np.float32)),
+        "non_finite": dict(points=np.full((5, 4), np.nan, np.float32)),
+    }
+    for kind, override in cases.items():
+        with pytest.raises(InputError) as error:
+            pipeline.run(sensor_frame(frames, **override))
+        assert error.value.kind == kind
+
+
+def test_moving_world_moves_smoothly_and_repeats():
+    world = MovingWorld(World(), seed=3)
+    a, b = world.scene_at(1.0), world.scene_at(1.1)
+    step = np.linalg.norm(b.centers - a.centers, axis=1)
+    assert step.max() > 0.01 and step.max() < 0.5  # < 5 m/s
+    np.testing.assert_array_equal(MovingWorld(World(), seed=3).scene_at(1.0).centers, a.centers)
+    owned = a.prims.owner >= 0
+    np.testing.assert_array_equal(a.prims.center[~owned], b.prims.center[~owned])  # scenery
+    capture = world.camera(1.0, 1, {"camera": ("dead", 1.0)})
+    assert capture.image.max() == 0 and np.isfinite(capture.depth).any()
+    assert len(world.lidar(1.0, 1, {"lidar": ("dropout", 0.5)})) < len(world.lidar(1.0, 1, {}))
+
+
+def test_scenario_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "events:\n"
+        "  - {at: 2.0, budget: 0.25}\n"
+        "  - {at: 1.0, corrupt: {camera: [fog, 0.8], depth: [none, 0]}}\n"
+        "  - {at: 3.0, kill: lidar}\n"
+        "  - {at: 4.0, revive: lidar}\n"
+    )
+    scenario = Scenario.load(path)
+    assert [e.action for e in scenario.due(1.5)] == ["corrupt", "corrupt"]
+    assert scenario.due(1.5) == []
+    assert [(e.action, e.value) for e in scenario.due(2.0)] == [("budget", 0.25)]
+    assert [e.modality for e in scenario.due(10)] == ["lidar", "lidar"] and scenario.finished
+    for bad in (
+        "events:\n  - {at: 1, corrupt: {camera: [banana, 0.5]}}\n",
+        "events:\n  - {at: 1, corrupt: {camera: [fog, 2]}}\n",
+        "events:\n  - {at: 1, budget: 0}\n",
+        "events:\n  - {at: 1, kill: radar}\n",
+        "events:\n  - {at: 1, budget: 0.5, kill: lidar}\n",
+        "nothing: here\n",
+    ):
+        path.write_text(bad)
+        with pytest.raises(ScenarioError):
+            Scenario.load(path)
+
+
+def test_overlay_draws_boxes_and_layer_bars(frames):
+    boxes = Boxes3D(
+        frames.objects.labels, frames.objects.centers, frames.objects.sizes,
+        frames.objects.yaws, np.ones(len(frames.objects), np.float32),
+    )  # fmt: skip
+    layers = {"camera": 1, "depth": 4, "lidar": 2}
+    picture = draw_overlay(frames.image, boxes, frames.calib, layers, {}, 4, ("a", "b", "c"))
+    assert picture.shape == frames.image.shape and not np.shares_memory(picture, frames.image)
+    changed = np.any(picture != frames.image, axis=2)
+    x1, y1, x2, y2 = frames.objects.boxes2d[np.argmax(frames.objects.visibility)].astype(int)
+    assert changed[max(y1 - 5, 0) : y2 + 5, max(x1 - 5, 0) : x2 + 5].any()  # box edges
+    assert changed[-8:].mean() > 0.5  # the bars along the bottom
+    bar_row = picture[-3]
+    slot = picture.shape[1] // 3
+    filled = [np.mean(np.all(bar_row[i * slot : (i + 1) * slot] == (250, 200, 40), axis=1))
+              for i in range(3)]  # fmt: skip
+    assert filled[0] < filled[2] < filled[1]

@@ -1,0 +1,188 @@
+"""Training: config checking, augmentation geometry, LayerDrop schedule, sampler, loss, a tiny
+run that resumes exactly, and two data-parallel CPU processes under torchrun."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from adaptive_fusion.training.augment import CorruptionSampler, mirror
+from adaptive_fusion.training.config import ConfigError, load_config
+from adaptive_fusion.training.distributed import EpochSampler
+from adaptive_fusion.training.layerdrop import DropSchedule
+from adaptive_fusion.training.loss import focal_loss
+from adaptive_fusion.training.trainer import ResumeError, Trainer
+from adaptive_fusion.world.config import WorldConfig
+from adaptive_fusion.world.world import World
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "config" / "training" / "tiny.yaml"
+MODALITIES = ("camera", "depth", "lidar")
+
+
+def test_config_rejects_unknown_keys(tmp_path):
+    values = yaml.safe_load(TINY.read_text())
+    values["schedule"]["layerdrop"]["max_rte"] = 0.3
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises(ConfigError, match="schedule.layerdrop.*max_rte"):
+        load_config(path)
+    values = yaml.safe_load(TINY.read_text())
+    values["model"]["dim"] = 30  # not divisible by 2 heads? it is; 4 heads is not
+    values["model"]["heads"] = 4
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises(ConfigError, match="divisible"):
+        load_config(path)
+
+
+def test_mirror_is_a_consistent_frame_set():
+    frames = World(WorldConfig()).render(3)
+    mirrored = mirror(frames)
+    uv, z = frames.calib.project(frames.objects.centers)
+    uv_m, z_m = mirrored.calib.project(mirrored.objects.centers)
+    np.testing.assert_allclose(uv_m[:, 0], frames.calib.width - uv[:, 0], atol=1e-6)
+    np.testing.assert_allclose(uv_m[:, 1], uv[:, 1], atol=1e-6)
+    np.testing.assert_allclose(z_m, z, atol=1e-9)
+    pts_uv, _ = frames.calib.project(frames.points)
+    pts_uv_m, _ = mirrored.calib.project(mirrored.points)
+    front = np.isfinite(pts_uv[:, 0])
+    np.testing.assert_allclose(pts_uv_m[front, 0], frames.calib.width - pts_uv[front, 0],
+                               atol=1e-4)
+    np.testing.assert_array_equal(mirrored.image, frames.image[:, ::-1])
+    assert mirrored.objects.boxes2d[:, 0].tolist() == pytest.approx(
+        (frames.calib.width - frames.objects.boxes2d[:, 2]).tolist())
+    np.testing.assert_allclose(mirrored.objects.yaws, -frames.objects.yaws)
+
+
+def test_corruption_sampler_respects_held_out_and_probability():
+    sampler = CorruptionSampler(probability=0.5, fog_probability=0.0,
+                                held_out=["camera:motion_blur", "lidar:dead"])
+    rng = np.random.default_rng(0)
+    specs = [sampler.sample(rng) for _ in range(2000)]
+    camera_kinds = {s["camera"][0] for s in specs if "camera" in s}
+    assert "motion_blur" not in camera_kinds and "noise" in camera_kinds
+    assert all(s["lidar"][0] != "dead" for s in specs if "lidar" in s)
+    share = np.mean(["depth" in s for s in specs])
+    assert 0.45 < share < 0.55
+    assert all(0.1 <= s[m][1] <= 1.0 for s in specs for m in s)
+
+
+def test_layerdrop_schedule_ramps_and_always_keeps_block_zero():
+    schedule = DropSchedule(max_rate=0.2, ramp_start_epoch=1.0, ramp_epochs=2.0,
+                            budget_probability=0.3)
+    assert schedule.rate(0.5) == 0.0 and schedule.rate(2.0) == pytest.approx(0.1)
+    assert schedule.rate(5.0) == pytest.approx(0.2)
+    rng = np.random.default_rng(0)
+    before = schedule.allocation(0.0, MODALITIES, 8, rng)
+    assert before == {m: tuple(range(8)) for m in MODALITIES}
+    counts = []
+    for _ in range(3000):
+        allocation = schedule.allocation(4.0, MODALITIES, 8, rng)
+        assert all(blocks[0] == 0 for blocks in allocation.values())
+        counts.append(len(allocation["camera"]))
+    counts = np.array(counts)
+    # 70% LayerDrop batches keep 1 + 7 * 0.8 blocks on average; 30% budget batches 1 + 3.5.
+    assert np.mean(counts) == pytest.approx(0.7 * 6.6 + 0.3 * 4.5, abs=0.15)
+    assert (counts <= 2).mean() > 0.05  # low budgets are trained, not left to chance
+
+
+def test_modality_dropout_drops_at_most_one_modality():
+    present = DropSchedule(modality_dropout=0.3).present(4000, MODALITIES, np.random.default_rng(1))
+    absent = sum((~p).int() for p in present.values())
+    assert absent.max() == 1
+    assert absent.float().mean().item() == pytest.approx(0.3, abs=0.03)
+
+
+def test_epoch_sampler_shards_ranks_and_resumes():
+    full = EpochSampler(10, 4, seed=0, epoch=1).indices
+    ranks = [EpochSampler(10, 4, seed=0, epoch=1, rank=r, world_size=2).indices for r in (0, 1)]
+    assert len(full) == 8 and sorted(ranks[0] + ranks[1]) == sorted(full)
+    assert ranks[0][:2] + ranks[1][:2] == full[:4]  # global batch 0 split across the ranks
+    assert EpochSampler(10, 4, seed=0, epoch=1, start_batch=1).indices == full[4:]
+    assert EpochSampler(10, 4, seed=0, epoch=2).indices != full
+
+
+def test_focal_loss_hand_computed():
+    # One positive cell with p = 0.5 and one negative (target 0) with p = 0.5, one peak:
+    # -(log 0.5 * 0.5^2) - (log 0.5 * 0.5^2 * 1^4) = 0.5 * log 2.
+    logits = torch.zeros(1, 1, 1, 2)
+    target = torch.tensor([[[[1.0, 0.0]]]])
+    assert focal_loss(logits, target).item() == pytest.approx(0.5 * np.log(2), rel=1e-5)
+
+
+def tiny_config(tmp_path: Path, out: str, steps: int) -> Path:
+    values = yaml.safe_load(TINY.read_text())
+    values["out_dir"] = str(tmp_path / out)
+    values["data"]["cache_dir"] = str(tmp_path / "cache")
+    values["schedule"]["max_steps"] = steps
+    path = tmp_path / f"{out}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def run_trainer(path: Path, resume: bool = False) -> dict:
+    trainer = Trainer(load_config(path), resume=resume, show_progress=False)
+    try:
+        return trainer.train()
+    finally:
+        trainer.close()
+
+
+def test_tiny_training_learns_checkpoints_and_resumes_exactly(tmp_path):
+    straight = tiny_config(tmp_path, "straight", 3)
+    first = run_trainer(straight)
+    assert first["step"] == 3 and first["losses"]["loss"] > 0
+    stopped = tiny_config(tmp_path, "stopped", 2)
+    run_trainer(stopped)
+    with pytest.raises(ResumeError, match="--resume"):
+        run_trainer(stopped)  # never silently overwrite a run
+    values = yaml.safe_load(stopped.read_text())
+    stopped.write_text(yaml.safe_dump({**values, "seed": 1}))
+    with pytest.raises(ResumeError, match="different config"):
+        run_trainer(stopped, resume=True)
+    values["schedule"]["max_steps"] = 3  # a longer run of the same config may resume
+    stopped.write_text(yaml.safe_dump(values))
+    resumed = run_trainer(stopped, resume=True)
+    assert resumed["step"] == 3
+    a = load_file(str(tmp_path / "straight" / "last.safetensors"))
+    b = load_file(str(tmp_path / "stopped" / "last.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
+    document = json.loads((tmp_path / "straight" / "last.json").read_text())
+    assert len(document["training"]["data_sha256"]) == 64
+    assert document["training"]["step"] == 3
+
+    finetune = tiny_config(tmp_path, "finetune", 1)
+    values = yaml.safe_load(finetune.read_text())
+    finetune.write_text(yaml.safe_dump({**values, "init_from": str(tmp_path / "straight/last")}))
+    trainer = Trainer(load_config(finetune), show_progress=False)
+    for name, tensor in trainer.model.state_dict().items():
+        torch.testing.assert_close(tensor, a[name], rtol=0, atol=0, msg=name)
+    trainer.close()
+    values["model"]["layers"] = 3
+    finetune.write_text(yaml.safe_dump({**values, "init_from": str(tmp_path / "straight/last")}))
+    with pytest.raises(ResumeError, match="architecture differs"):
+        Trainer(load_config(finetune), show_progress=False)
+
+
+def test_two_process_data_parallel_training(tmp_path):
+    config = tiny_config(tmp_path, "ddp", 2)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "adaptive_fusion.cli.main", "train", "--config", str(config), "--json",
+    ]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    document = json.loads((tmp_path / "ddp" / "last.json").read_text())
+    assert document["training"]["step"] == 2
+    assert document["training"]["samples_seen"] == 8  # global batch 4 = 2 ranks x 2
