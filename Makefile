@@ -6,7 +6,7 @@ SETUP_INPUTS := requirements.txt constraints.txt setup.py setup.cfg \
 	scripts/setup_env.sh scripts/build_vision_msgs.sh \
 	$(shell find scripts/interfaces -type f)
 
-.PHONY: setup test lint clean-venv
+.PHONY: setup test lint demo clean-venv
 
 $(STAMP): $(SETUP_INPUTS)
 	VENV=$(VENV) scripts/setup_env.sh
@@ -19,6 +19,11 @@ lint: $(STAMP)
 
 test: lint
 	VENV=$(VENV) scripts/run_tests.sh
+
+# the README's first command: simulated sensors + fusion_node through config/scenarios/demo.yaml
+# with the shipped model (adaptive_fusion/models/default.*), a live table, runs/demo/timeline.png
+demo: $(STAMP)
+	$(VENV)/bin/adaptive-fusion demo
 
 clean-venv:
 	rm -rf $(VENV)

@@ -7,17 +7,22 @@
 
 Every input and output topic can be remapped through an argument; both nodes get the same
 remappings, so the simulated sensors publish where the fusion node listens.
+
+Both use the package's Fast DDS profile (config/fastdds_profile.xml: large images and clouds
+between processes) unless FASTDDS_DEFAULT_PROFILES_FILE already names one.
 """
 
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
 
 PACKAGE = "adaptive_fusion"
+PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
+PROFILE_FILE = "fastdds_profile.xml"
 # launch argument -> the topic name the nodes use
 TOPIC_ARGUMENTS = {
     "camera_topic": "camera/image_raw",
@@ -54,6 +59,13 @@ def generate_launch_description() -> LaunchDescription:
             for name, topic in TOPIC_ARGUMENTS.items()
         ),
     ]
+    # a profile the user set wins; otherwise the shipped one (read by each process at start)
+    profile = SetEnvironmentVariable(
+        PROFILE_VARIABLE,
+        EnvironmentVariable(
+            PROFILE_VARIABLE, default_value=PathJoinSubstitution([config, PROFILE_FILE])
+        ),
+    )
     remappings = [(topic, LaunchConfiguration(name)) for name, topic in TOPIC_ARGUMENTS.items()]
     fusion = Node(
         package=PACKAGE,
@@ -77,4 +89,4 @@ def generate_launch_description() -> LaunchDescription:
         output="screen",
         condition=IfCondition(LaunchConfiguration("sim")),
     )
-    return LaunchDescription([*arguments, fusion, sim])
+    return LaunchDescription([*arguments, profile, fusion, sim])

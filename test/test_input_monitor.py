@@ -180,6 +180,15 @@ def test_future_and_backwards_stamps(setup):
     assert "last by 0.1 s" in backwards[0].message
 
 
+def test_a_stamp_in_the_future_is_no_reference_for_going_back(setup):
+    monitor, clock = setup
+    now = feed(monitor, clock, 1)
+    monitor.on_message("camera", image(now + 100 * 10**9), now)  # one stamp 100 s ahead
+    now = feed(monitor, clock, 1)
+    found = kinds(monitor.check(now))
+    assert ("camera", "stamp_future") in found and ("camera", "stamp_backwards") not in found
+
+
 def test_frames_and_sizes_that_disagree_with_camera_info_and_configuration(setup):
     monitor, clock = setup
     now = feed(monitor, clock, 1, frames={"depth": "depth_optical", "lidar": "velodyne"},

@@ -12,11 +12,12 @@ import torch
 from adaptive_fusion.model.checkpoint import save_checkpoint
 from adaptive_fusion.model.config import ModelConfig
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
+from adaptive_fusion.ros import transport
 
 SCENARIO = """
 events:
-  - {at: 2.0, corrupt: {camera: [noise, 1.0]}}
-  - {at: 3.5, kill: lidar}
+  - {at: 3.0, corrupt: {camera: [noise, 1.0]}}
+  - {at: 4.5, kill: lidar}
 """
 
 
@@ -27,20 +28,26 @@ def test_demo_follows_the_scenario(tmp_path):
     scenario = tmp_path / "short.yaml"
     scenario.write_text(SCENARIO)
     plot = tmp_path / "timeline.png"
+    env = {k: v for k, v in os.environ.items() if k != transport.PROFILE_VARIABLE}
     result = subprocess.run(
         [str(Path(sys.executable).parent / "adaptive-fusion"), "demo", "--model", str(model),
-         "--scenario", str(scenario), "--duration", "6", "--plot", str(plot), "--json"],
-        env=os.environ.copy(), capture_output=True, text=True, timeout=120,
+         "--scenario", str(scenario), "--duration", "7", "--plot", str(plot), "--json"],
+        env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0].split()[:2] == ["t", "s"]  # the live table's header, then a row a second
     report = json.loads(lines[-1])
     rows = report["rows"]
-    assert len(rows) == 6 and len(lines) == 8
+    # a row each second of the scenario's clock (from sim_sensors' first capture) once the
+    # first frame is out, well before the first event
+    assert len(rows) in (6, 7) and len(lines) == len(rows) + 2
+    assert [round(row["t"]) for row in rows] == list(range(8 - len(rows), 8))
     first, last = rows[0], rows[-1]
     assert first["quality_camera"] > 0.5 and first["layers_lidar"] == 4
-    assert last["quality_camera"] < 0.5  # noise from t = 2 s
-    assert last["layers_lidar"] == 0 and last["quality_lidar"] is None  # dead from 3.5 s
+    assert last["quality_camera"] < 0.5  # noise from t = 3 s
+    assert last["layers_lidar"] == 0 and last["quality_lidar"] is None  # dead from 4.5 s
     assert last["latency_ms"] > 0
     assert plot.stat().st_size > 10_000
+    # with no profile of the user's, both processes ran on the shipped one
+    assert report["profile"] == str(transport.profile_path())

@@ -206,3 +206,47 @@ def test_bad_start_up_parameter_is_refused_by_the_executable():
     )  # fmt: skip
     assert result.returncode == 2
     assert "lidar.corruption: 'rain' is not one of" in result.stderr
+
+
+def test_launch_sets_the_shipped_fast_dds_profile_unless_one_is_set():
+    from adaptive_fusion.ros import transport
+
+    assert module_constant("PROFILE_VARIABLE") == transport.PROFILE_VARIABLE
+    assert (ROOT / "config" / module_constant("PROFILE_FILE")) == transport.profile_path()
+    tree = launch_tree()
+    calls = [c for c in ast.walk(tree) if isinstance(c, ast.Call)]
+    (setter,) = [c for c in calls if getattr(c.func, "id", None) == "SetEnvironmentVariable"]
+    name, value = setter.args
+    assert name.id == "PROFILE_VARIABLE"
+    # the value is the variable itself when set, else the shipped file under share/config
+    assert value.func.id == "EnvironmentVariable" and value.args[0].id == "PROFILE_VARIABLE"
+    (default,) = value.keywords
+    assert default.arg == "default_value" and ast.unparse(default.value) == (
+        "PathJoinSubstitution([config, PROFILE_FILE])"
+    )
+    # set before the nodes start: the launch description lists it ahead of them
+    (described,) = [c for c in calls if getattr(c.func, "id", None) == "LaunchDescription"]
+    order = [ast.unparse(e) for e in described.args[0].elts]
+    assert order.index("profile") < min(order.index("fusion"), order.index("sim"))
+    (assigned,) = [s for s in ast.walk(tree) if isinstance(s, ast.Assign) and s.value is setter]
+    assert assigned.targets[0].id == "profile"
+
+
+def test_readme_parameter_table_matches_the_node_and_the_params_file():
+    from adaptive_fusion.ros.fusion_node import PARAMETERS
+
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index("| parameter | default | range / choices | when | what |") + 2
+    rows = {}
+    for line in lines[start:]:
+        if not line.startswith("| `"):
+            break
+        name, default, _, when, _ = (cell.strip() for cell in line.strip("|").split(" | "))
+        rows[name.strip("`")] = (default.strip("`"), when)
+    assert list(rows) == [spec.name for spec in PARAMETERS]
+    yml = params_file("fusion_node.yaml")["fusion_node"]
+    for spec in PARAMETERS:
+        default, when = rows[spec.name]
+        assert when == ("start-up" if spec.read_only else "runtime"), spec.name
+        if spec.name != "camera_from_lidar":  # a 4x4 matrix: described, not written out
+            assert yaml.safe_load(default) == yml[spec.name] == spec.default, spec.name

@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from adaptive_fusion.ros import transport
     from adaptive_fusion.ros.demo_session import DemoSession, summarise
     from adaptive_fusion.runtime.timeline import plot_timeline
 
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     plot_timeline(rows, session.events, args.plot)
     if args.json:
-        report = {"summary": summarise(rows), "rows": rows, "plot": args.plot}
+        profile = transport.profile_environment()[transport.PROFILE_VARIABLE]
+        report = {"summary": summarise(rows), "rows": rows, "plot": args.plot, "profile": profile}
         print(json.dumps(_without_nan(report)))
     else:
         print(f"timeline: {args.plot}")

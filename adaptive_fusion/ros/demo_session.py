@@ -3,7 +3,7 @@ publish and turns it into one timeline row a second."""
 
 from __future__ import annotations
 
-import os
+import math
 import signal
 import subprocess
 import sys
@@ -15,11 +15,14 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
+from std_msgs.msg import Header
 from vision_msgs.msg import Detection3DArray
 
 from adaptive_fusion.evaluation.metrics import evaluate_detections
+from adaptive_fusion.ros import transport
 from adaptive_fusion.ros.diagnostics import values_of
 from adaptive_fusion.ros.messages import detections_to_boxes
+from adaptive_fusion.ros.qos import LATCHED_QOS
 from adaptive_fusion.ros.spin import spinning
 from adaptive_fusion.runtime.scenario import Scenario
 from adaptive_fusion.runtime.timeline import COLUMNS, format_header, format_row
@@ -42,14 +45,22 @@ class Listener:
         self.status: dict[str, dict[str, str]] = {}
         self.truth: dict[int, object] = {}
         self.pairs: list[tuple] = []
+        self.scenario_start: float | None = None  # time.monotonic() when the scenario started
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.node.create_subscription(Detection3DArray, "ground_truth", self._on_truth, 10)
         self.node.create_subscription(Detection3DArray, "detections", self._on_detections, 10)
+        self.node.create_subscription(Header, "/sim_sensors/scenario_start",
+                                      self._on_scenario_start, LATCHED_QOS)  # fmt: skip
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
             if status.name.startswith("/fusion_node: "):
                 self.status[status.name.split(": ", 1)[1]] = values_of(status)
+
+    def _on_scenario_start(self, msg) -> None:
+        """sim_sensors' wall-clock stamp of the start, on this process's monotonic clock."""
+        stamp_ns = msg.stamp.sec * 1_000_000_000 + msg.stamp.nanosec
+        self.scenario_start = time.monotonic() - (time.time_ns() - stamp_ns) * 1e-9
 
     def _on_truth(self, msg) -> None:
         self.truth[_stamp(msg)] = detections_to_boxes(msg)
@@ -99,7 +110,8 @@ class DemoSession:
     def _start(self, name: str, ros_args: list[str]) -> subprocess.Popen:
         command = [str(Path(sys.executable).parent / name), "--ros-args", *ros_args]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True, env=os.environ.copy())  # fmt: skip
+                                   text=True,
+                                   env=transport.profile_environment())  # fmt: skip
         self.processes.append(process)
         return process
 
@@ -110,6 +122,7 @@ class DemoSession:
         if args.model:
             fusion_args += ["-p", f"model_path:={Path(args.model).resolve()}"]
         fusion = self._start("fusion_node", fusion_args)
+        transport.use_profile()  # this process listens over DDS too, with the same transports
         context = Context()
         rclpy.init(context=context)
         listener = Listener(context)
@@ -121,10 +134,14 @@ class DemoSession:
                     return None
                 sim = self._start("sim_sensors",
                                   ["-p", f"scenario:={Path(args.scenario).resolve()}"])  # fmt: skip
-                if not self._wait(lambda: _number(listener.status["fusion"]["frames"]) > 0, sim):
+                started = lambda: (  # noqa: E731
+                    _number(listener.status["fusion"]["frames"]) > 0
+                    and listener.scenario_start is not None
+                )
+                if not self._wait(started, sim):
                     print("no detections from the simulated sensors:\n" + self._output(sim))
                     return None
-                return self._table(listener)  # starts with the first frame, as the scenario
+                return self._table(listener)
         finally:
             rclpy.shutdown(context=context)
 
@@ -139,13 +156,18 @@ class DemoSession:
         return True
 
     def _table(self, listener: Listener) -> list[dict]:
+        """A row each whole second of the scenario's clock (sim_sensors says when it started),
+        from the first frame on: events are plotted when they happened, not shifted by the
+        first frame's delay."""
         rows = []
-        start = time.monotonic()
+        start = listener.scenario_start or time.monotonic()
         print(format_header())
-        while (elapsed := time.monotonic() - start) < self.args.duration:
-            time.sleep(max(0.0, len(rows) + 1 - elapsed))
+        second = math.floor(time.monotonic() - start) + 1
+        while second <= self.args.duration:
+            time.sleep(max(0.0, start + second - time.monotonic()))
             rows.append(listener.row(time.monotonic() - start))
             print(format_row(rows[-1]), flush=True)
+            second += 1
         return rows
 
     @staticmethod

@@ -44,9 +44,12 @@ __all__ = [
 ]
 
 
-def sensor_subscriber(node, msg_type, topic: str, **kwargs) -> Subscriber:
-    """A Subscriber with sensor-data QoS (best effort), whichever implementation is in use."""
-    return Subscriber(node, msg_type, topic, qos_profile=qos_profile_sensor_data, **kwargs)
+def sensor_subscriber(
+    node, msg_type, topic: str, qos_profile=qos_profile_sensor_data, **kwargs
+) -> Subscriber:
+    """A Subscriber with sensor-data QoS (best effort) unless told otherwise, whichever
+    implementation is in use; `kwargs` go to create_subscription (e.g. event_callbacks)."""
+    return Subscriber(node, msg_type, topic, qos_profile=qos_profile, **kwargs)
 
 
 def observe_drops(synchronizer, cb: Callable, *args) -> bool:

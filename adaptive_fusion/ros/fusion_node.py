@@ -9,6 +9,13 @@ counted, so inference never queues and the subscriptions never wait for it.
 
 A modality silent for `sensor_timeout` leaves the synchronizer and gets no layers; its first
 message afterwards brings it back.
+
+Every input message is also shown to an InputMonitor before any check, and the monitor says in
+/diagnostics (one status per input, one for the synchronizer) and a throttled warning why the
+node is silent when it is: incompatible QoS, matched publishers whose samples never arrive,
+stamps that never pair within the slop, clock offsets, frames or sizes disagreeing with
+camera_info. The node's own checks decide per message what is skipped and count it; the
+monitor's explain the pattern and name the fix.
 """
 
 from __future__ import annotations
@@ -33,13 +40,21 @@ from vision_msgs.msg import Detection3DArray, LabelInfo
 from visualization_msgs.msg import MarkerArray
 
 from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint
-from adaptive_fusion.ros import filters
+from adaptive_fusion.ros import filters, transport
 from adaptive_fusion.ros.conversions import (
     MessageFormatError,
     camera_info_to_intrinsics,
     numpy_to_image,
 )
 from adaptive_fusion.ros.diagnostics import ERROR, OK, WARN, diagnostic_array, status
+from adaptive_fusion.ros.extrinsics import Extrinsics, tf_in_use
+from adaptive_fusion.ros.input_monitor import (
+    InputMonitor,
+    MonitorConfig,
+    event_callbacks,
+    fusion_inputs,
+    refresh_graph,
+)
 from adaptive_fusion.ros.inputs import (
     Decoded,
     StampGuard,
@@ -55,7 +70,13 @@ from adaptive_fusion.ros.params import (
     choices_problem,
     declare_all,
 )
-from adaptive_fusion.ros.qos import LATCHED_QOS, RESULTS_QOS, SENSOR_QOS
+from adaptive_fusion.ros.qos import (
+    LATCHED_QOS,
+    RELIABILITIES,
+    RESULTS_QOS,
+    SENSOR_QOS,
+    sensor_qos,
+)
 from adaptive_fusion.ros.spin import spin_until_shutdown
 from adaptive_fusion.runtime import (
     POLICIES,
@@ -76,6 +97,10 @@ from adaptive_fusion.world.rig import make_calibration
 TOPICS = {"camera": "camera/image_raw", "depth": "depth/image_raw", "lidar": "lidar/points"}
 TYPES = {"camera": Image, "depth": Image, "lidar": PointCloud2}
 DECODERS = {"camera": decode_camera, "depth": decode_depth, "lidar": decode_lidar}
+SENSOR_INPUTS = ("camera", "camera_info", "depth", "lidar")  # subscribed with sensor-data QoS
+# Findings of the monitor that are also per-message skips here: the node's own warning (and
+# counter) reports each skip, so the monitor's finding goes to /diagnostics (with its fix) only.
+SKIPS_LOGGED_BY_THE_NODE = frozenset({"stamp_future", "stamp_backwards", "size_mismatch"})
 LIVENESS_PERIOD_S = 0.05
 LATENCY_WINDOW = 200  # frames kept for the latency percentiles in diagnostics
 DEFAULT_WORLD = WorldConfig()
@@ -99,11 +124,20 @@ PARAMETERS = (
          read_only=True),
     Spec("device", "cpu", "torch device for inference", read_only=True),
     Spec("threads", 0, "torch intra-op threads (0 = torch's default)", (0, 256), True),
-    Spec("lidar_frame_id", "lidar", "frame of the detections when the lidar gives none",
-         read_only=True),
+    Spec("lidar_frame_id", "lidar", "the lidar's frame: the cloud's expected frame_id, and the "
+         "detections' frame when the lidar gives none", read_only=True),
+    Spec("use_tf", True, "look the lidar->camera transform up on TF where tf2_ros is installed "
+         "(else, and until TF has it, camera_from_lidar is used)", read_only=True),
     Spec("camera_from_lidar", _CALIB.T_cam_lidar.reshape(-1).tolist(),
          "4x4 row-major transform mapping lidar-frame points to the camera optical frame",
          read_only=True),
+    *(spec for name in SENSOR_INPUTS for spec in (
+        Spec(f"qos.{name}.reliability", SENSOR_QOS.reliability.name.lower(),
+             f"QoS reliability of the {name} subscription (reliable matches reliable "
+             "publishers only)", read_only=True, choices=RELIABILITIES),
+        Spec(f"qos.{name}.depth", SENSOR_QOS.depth, f"QoS history depth of the {name} "
+             "subscription", (1, 1000), True),
+    )),
     Spec("lidar_beams", DEFAULT_WORLD.lidar_beams, "lidar beam count (its quality measure "
          "compares density against the beam pattern)", (1, 512), True),
     Spec("lidar_elevation_min_deg", DEFAULT_WORLD.lidar_elevation_min_deg,
@@ -130,6 +164,8 @@ PARAMETERS = (
     Spec("sensor_timeout", 0.5, "seconds of silence after which a modality is fused without",
          (0.05, 60.0)),
     Spec("max_future_stamp", 0.5, "seconds a stamp may lead the node's clock", (0.0, 60.0)),
+    Spec("silence_timeout", 3.0, "seconds without samples from matched publishers, or without "
+         "a synchronized set, before /diagnostics names the likely cause", (0.1, 600.0)),
     Spec("publish_debug_image", True, "draw ~/debug_image while someone subscribes"),
 )  # fmt: skip
 
@@ -137,10 +173,6 @@ PARAMETERS = (
 class FusionNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__("fusion_node", **kwargs)
-        declare_all(self, PARAMETERS)
-        check_initial(self, self._validate)
-        self.add_on_set_parameters_callback(self._validate)
-        self.add_post_set_parameters_callback(self._apply)
         self.pipeline: FusionPipeline | None = None
         self._active = False
         self._lock = threading.Lock()  # guards the mailbox and the statistics
@@ -148,6 +180,10 @@ class FusionNode(LifecycleNode):
         self._pending: Job | None = None
         self._stopping = False
         self._worker: threading.Thread | None = None
+        declare_all(self, PARAMETERS)
+        check_initial(self, self._validate)  # raises: destroy_node must work from here on
+        self.add_on_set_parameters_callback(self._validate)
+        self.add_post_set_parameters_callback(self._apply)
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -161,7 +197,13 @@ class FusionNode(LifecycleNode):
         self._sync = None
         future = self.get_parameter("max_future_stamp").value
         self._stamp_guards = {m: StampGuard(future) for m in MODALITIES}
-        self.received: Counter[str] = Counter()
+        # the parameter's extrinsic holds for lidar_frame_id only; TF's for any frame
+        lidar_frame = None if tf_in_use(self._param("use_tf")) else self._param("lidar_frame_id")
+        self.monitor = InputMonitor(
+            fusion_inputs(lidar_frame=lidar_frame, qos=self._input_qos()),
+            self._monitor_config(),
+            self.get_fully_qualified_name(),
+        )
         self.errors: dict[str, Counter[str]] = {
             name: Counter() for name in (*MODALITIES, "camera_info", "compute_budget", "set")
         }
@@ -207,6 +249,25 @@ class FusionNode(LifecycleNode):
                 guard.max_future_s = self._param("max_future_stamp")
         if names & {"sync_slop", "sync_queue_size"} and self._sync is not None:
             self._rebuild_sync()
+        if names & {"sync_slop", "max_future_stamp", "silence_timeout"}:
+            self.monitor.config = self._monitor_config()
+
+    def _monitor_config(self) -> MonitorConfig:
+        return MonitorConfig(
+            slop_s=self._param("sync_slop"),
+            silence_s=self._param("silence_timeout"),
+            no_set_s=self._param("silence_timeout"),
+            max_future_s=self._param("max_future_stamp"),
+            throttle_s=self._param("log_throttle_s"),
+        )
+
+    def _input_qos(self) -> dict:
+        return {
+            name: sensor_qos(
+                self._param(f"qos.{name}.reliability"), self._param(f"qos.{name}.depth")
+            )  # fmt: skip
+            for name in SENSOR_INPUTS
+        }
 
     # ------------------------------------------------------------ lifecycle
 
@@ -233,17 +294,24 @@ class FusionNode(LifecycleNode):
         self.pub_debug = self.create_lifecycle_publisher(Image, "~/debug_image", SENSOR_QOS)
         self.pub_labels = self.create_lifecycle_publisher(LabelInfo, "label_info", LATCHED_QOS)
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        qos = self._input_qos()
         self._sensor_subs = {}
         for modality in MODALITIES:
-            sub = filters.sensor_subscriber(self, TYPES[modality], TOPICS[modality])
+            events = event_callbacks(self.monitor, modality)
+            sub = filters.sensor_subscriber(
+                self, TYPES[modality], TOPICS[modality], qos[modality], event_callbacks=events
+            )
             sub.registerCallback(self._on_sensor, modality)
             self._sensor_subs[modality] = sub
         self._info_sub = self.create_subscription(
-            CameraInfo, "camera/camera_info", self._on_camera_info, SENSOR_QOS
-        )
+            CameraInfo, "camera/camera_info", self._on_camera_info, qos["camera_info"],
+            event_callbacks=event_callbacks(self.monitor, "camera_info"),
+        )  # fmt: skip
         self._budget_sub = self.create_subscription(
-            Float32, "compute_budget", self._on_budget, LATCHED_QOS
-        )
+            Float32, "compute_budget", self._on_budget, LATCHED_QOS,
+            event_callbacks=event_callbacks(self.monitor, "compute_budget"),
+        )  # fmt: skip
+        self._extrinsics = Extrinsics(self, self._extrinsic(), self._param("use_tf"))
         self._periodic = [
             self.create_timer(LIVENESS_PERIOD_S, self._update_liveness),
             self.create_timer(self._param("diagnostics_period"), self._publish_diagnostics),
@@ -255,7 +323,9 @@ class FusionNode(LifecycleNode):
         self.get_logger().info(
             f"configured: {path}, {config.layers} blocks x {len(config.modalities)} modalities, "
             f"policy {policy.name}; warm-up block {1e3 * blocks.block_s:.2f} ms, "
-            f"overhead {1e3 * blocks.overhead_s:.1f} ms"
+            f"overhead {1e3 * blocks.overhead_s:.1f} ms; extrinsic from "
+            f"{self._extrinsics.source}; transport {transport.rmw_implementation()}, profile "
+            f"{transport.profile_in_effect() or 'none'}"
         )
         return TransitionCallbackReturn.SUCCESS
 
@@ -339,24 +409,29 @@ class FusionNode(LifecycleNode):
 
     def _reject_input(self, source: str, error: InputError) -> None:
         """Count a bad input and warn, at most once per log_throttle_s per (source, kind)."""
-        key = (source, error.kind)
         self.errors[source][error.kind] += 1
+        self._warn_throttled(
+            (source, error.kind), f"skipped {source} input [{error.kind}]: {error}"
+        )
+
+    def _warn_throttled(self, key: tuple[str, str], text: str) -> None:
         now = time.monotonic()
         if now - self._last_warned.get(key, -math.inf) < self._param("log_throttle_s"):
             self._suppressed[key] += 1
             return
         more = self._suppressed.pop(key, 0)
         also = f" ({more} more since the last warning)" if more else ""
-        self.get_logger().warning(f"skipped {source} input [{error.kind}]: {error}{also}")
+        self.get_logger().warning(f"{text}{also}")
         self._last_warned[key] = now
 
     def _on_sensor(self, msg, modality: str) -> None:
+        now_ns = self.get_clock().now().nanoseconds
+        self.monitor.on_message(modality, msg, now_ns)
         if not self._active:
             return
-        self.received[modality] += 1
         guard = self._stamp_guards[modality]
         try:
-            stamp = guard.check(msg, self.get_clock().now().nanoseconds)
+            stamp = guard.check(msg, now_ns)
             array = DECODERS[modality](msg)
             intrinsics = self._intrinsics
             if intrinsics is not None and modality != "lidar":
@@ -375,9 +450,9 @@ class FusionNode(LifecycleNode):
             relay.signalMessage(Decoded(msg.header, array))
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        self.monitor.on_message("camera_info", msg, self.get_clock().now().nanoseconds)
         if not self._active:
             return
-        self.received["camera_info"] += 1
         try:
             self._intrinsics = camera_info_to_intrinsics(msg)
         except MessageFormatError as error:
@@ -386,7 +461,7 @@ class FusionNode(LifecycleNode):
         self._camera_info_frame = msg.header.frame_id
 
     def _on_budget(self, msg: Float32) -> None:
-        self.received["compute_budget"] += 1
+        self.monitor.on_message("compute_budget", msg, self.get_clock().now().nanoseconds)
         try:
             self._topic_budget = check_fraction(msg.data)
         except BudgetError as error:
@@ -442,6 +517,7 @@ class FusionNode(LifecycleNode):
         self.sync_drops[live[index]][reason] += 1
 
     def _on_set(self, *args) -> None:
+        self.monitor.on_set_emitted()
         *decoded, live = args
         intrinsics = self._intrinsics
         if intrinsics is None:
@@ -455,8 +531,12 @@ class FusionNode(LifecycleNode):
         frame_id = arrays["lidar"].header.frame_id if "lidar" in arrays else ""
         header = Header(stamp=stamps[stamp_source],
                         frame_id=frame_id or self._param("lidar_frame_id"))  # fmt: skip
-        calib = Calibration(intrinsics.K, intrinsics.width, intrinsics.height,
-                            self._extrinsic())  # fmt: skip
+        T_cam_lidar, problem = self._extrinsics.camera_from_lidar(self._camera_info_frame,
+                                                                  header.frame_id)  # fmt: skip
+        if problem:
+            self._warn_throttled(("set", "extrinsic_from_parameter"),
+                                 f"{problem}; using camera_from_lidar")  # fmt: skip
+        calib = Calibration(intrinsics.K, intrinsics.width, intrinsics.height, T_cam_lidar)
         frame = SensorFrame(
             image=arrays["camera"].array if "camera" in arrays else None,
             depth=arrays["depth"].array if "depth" in arrays else None,
@@ -575,12 +655,22 @@ class FusionNode(LifecycleNode):
                 "alive": live,
                 "layers": layers[modality],
                 "quality": "none" if score is None else score,
-                "received": self.received[modality],
+                "received": self.monitor.states[modality].received,
                 **_prefixed("errors.", self.errors[modality]),
                 **_prefixed("sync_drops.", self.sync_drops[modality]),
             }
             statuses.append(status(f"{name}: {modality}", modality, level, message, values))
+        statuses += self._diagnose_inputs()
         self.pub_diagnostics.publish(diagnostic_array(self.get_clock().now().to_msg(), statuses))
+
+    def _diagnose_inputs(self) -> list:
+        """The monitor's status per input and for the synchronizer; its due findings logged."""
+        refresh_graph(self.monitor, self)
+        report = self.monitor.check(self.get_clock().now().nanoseconds)
+        for finding in report.due:  # throttled by the monitor, per input and kind
+            if finding.kind not in SKIPS_LOGGED_BY_THE_NODE:
+                self.get_logger().warning(finding.line())
+        return report.statuses
 
 
 def _prefixed(prefix: str, counts: Counter) -> dict[str, int]:

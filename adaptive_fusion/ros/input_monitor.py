@@ -91,7 +91,11 @@ class Finding:
 class Report:
     findings: list[Finding]
     statuses: list[DiagnosticStatus]
-    log_lines: list[str]  # findings due for logging now (throttled)
+    due: list[Finding]  # findings due for logging now (throttled)
+
+    @property
+    def log_lines(self) -> list[str]:
+        return [finding.line() for finding in self.due]
 
     @property
     def worst(self) -> bytes:
@@ -109,6 +113,7 @@ class _InputState:
     received: int = 0
     first_arrival: float | None = None
     last_stamp: int | None = None
+    last_in_time: int | None = None  # the newest stamp not in the future: backwards reference
     backwards: int = 0
     last_jump_s: float = 0.0
     future: int = 0
@@ -165,9 +170,10 @@ class InputMonitor:
 
     def _on_header(self, state: _InputState, header, now_ns: int) -> None:
         stamp = header.stamp.sec * 10**9 + header.stamp.nanosec
-        if state.last_stamp is not None and stamp < state.last_stamp:
+        # a stamp in the future is no reference: the stamps after it are not going back
+        if state.last_in_time is not None and stamp < state.last_in_time:
             state.backwards += 1
-            state.last_jump_s = (state.last_stamp - stamp) / 1e9
+            state.last_jump_s = (state.last_in_time - stamp) / 1e9
         state.last_stamp = stamp
         state.stamps.append(stamp)
         reference = self._reference()
@@ -178,6 +184,8 @@ class InputMonitor:
         if -age_s > self.config.max_future_s:
             state.future += 1
             state.most_ahead_s = max(state.most_ahead_s, -age_s)
+        else:
+            state.last_in_time = stamp
         state.frame_id = header.frame_id
 
     def on_set_emitted(self) -> None:
@@ -474,14 +482,14 @@ class InputMonitor:
         name = f"{self.node_name}: synchronizer" if self.node_name else "synchronizer"
         return status(name, "sync", own[0].level if own else OK, message, values)
 
-    def _due(self, findings: list[Finding], now: float) -> list[str]:
-        lines = []
+    def _due(self, findings: list[Finding], now: float) -> list[Finding]:
+        due = []
         for finding in findings:
             key = (finding.input, finding.kind)
             if now - self._logged.get(key, -math.inf) >= self.config.throttle_s:
                 self._logged[key] = now
-                lines.append(finding.line())
-        return lines
+                due.append(finding)
+        return due
 
 
 def _clock_cause(now_ns: int, stamp_ns: int) -> tuple[str, str]:
@@ -563,16 +571,19 @@ FUSION_KINDS = {"camera": IMAGE, "camera_info": INFO, "depth": DEPTH, "lidar": C
                 "compute_budget": OTHER}  # fmt: skip
 
 
-def fusion_inputs(topics: dict[str, str] | None = None, lidar_frame: str | None = None):
+def fusion_inputs(
+    topics: dict[str, str] | None = None, lidar_frame: str | None = None, qos: dict | None = None
+):
     """fusion_node's inputs as InputSpecs (topics overridable, e.g. remapped), with the QoS
-    its subscriptions use: sensor data for the sensors, latched for the budget."""
+    its subscriptions use: sensor data for the sensors, latched for the budget, unless `qos`
+    gives an input's profile (the node's qos.<input>.* overrides)."""
     from adaptive_fusion.ros.qos import LATCHED_QOS, SENSOR_QOS
 
     topics = {**FUSION_TOPICS, **(topics or {})}
+    profiles = {"compute_budget": LATCHED_QOS, **(qos or {})}
     specs = []
     for name, topic in topics.items():
-        qos = LATCHED_QOS if name == "compute_budget" else SENSOR_QOS
-        reliability, durability = qos_names(qos)
+        reliability, durability = qos_names(profiles.get(name, SENSOR_QOS))
         specs.append(
             InputSpec(
                 name,

@@ -17,3 +17,15 @@ LATCHED_QOS = QoSProfile(
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
 RESULTS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+RELIABILITIES = ("best_effort", "reliable")
+
+
+def sensor_qos(reliability: str, depth: int) -> QoSProfile:
+    """Sensor-data QoS with the reliability and depth a user overrides per input (a reliable
+    subscription matches only reliable publishers; best effort matches both)."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy[reliability.upper()],
+        durability=DurabilityPolicy.VOLATILE,
+    )

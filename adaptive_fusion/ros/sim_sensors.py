@@ -111,6 +111,9 @@ class SimSensors(Node):
         self.scenario = Scenario.load(param("scenario")) if param("scenario") else None
         self.scenario_start = None
         if self.scenario is not None:
+            # when the scenario's clock started (latched), so that others can align to it
+            self.pub_scenario_start = self.create_publisher(Header, "~/scenario_start",
+                                                            LATCHED_QOS)  # fmt: skip
             self.create_timer(SCENARIO_TICK_S, self._scenario_tick)
 
     # ------------------------------------------------------------ parameters
@@ -183,6 +186,7 @@ class SimSensors(Node):
             if not any(pub.get_subscription_count() for pub in sensors):
                 return
             self.scenario_start = now
+            self.pub_scenario_start.publish(Header(stamp=now.to_msg(), frame_id="scenario"))
             self.get_logger().info("a subscriber is listening: the scenario starts")
         elapsed = (now - self.scenario_start).nanoseconds * 1e-9
         for event in self.scenario.due(elapsed):

@@ -69,11 +69,14 @@ def plot_timeline(rows: list[dict], events, path: str) -> None:
     budget_axis.plot(t, [row["budget"] for row in rows], "k:", label="budget")
     budget_axis.set_ylim(0, 1.05)
     budget_axis.set_ylabel("compute budget")
+    labels: dict[float, list[str]] = {}  # events at one time share a line and a label
     for event in events:
         label = event.action if event.modality is None else f"{event.action} {event.modality}"
+        labels.setdefault(event.at, []).append(label)
+    for at, names in labels.items():
         for axis in axes:
-            axis.axvline(event.at, color="grey", linestyle=":", linewidth=1)
-        layers.annotate(label, (event.at, 0), rotation=90, fontsize=7, va="bottom")
+            axis.axvline(at, color="grey", linestyle=":", linewidth=1)
+        layers.annotate(" + ".join(names), (at, 0), rotation=90, fontsize=7, va="bottom")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
