@@ -1,7 +1,8 @@
 """fusion_node end to end over DDS: last sensor message published -> detections received, at
 several compute budgets, beside the pipeline's own time on the same frames (the difference is
 what the node adds: transport both ways, decoding, synchronizing, the hand-over to the worker,
-publishing), then a latency budget with and without another process busy on one core.
+publishing), the same at real sensor sizes (640x480 and 1280x720 camera and depth, a 64-beam
+lidar), then a latency budget with and without another process busy on one core.
 
     .venv/bin/python bench/bench_node.py [--model PATH] [--frames 30] [--threads 2]
 
@@ -44,7 +45,12 @@ from adaptive_fusion.ros.qos import SENSOR_QOS  # noqa: E402
 from adaptive_fusion.ros.sim_sensors import camera_info_msg  # noqa: E402
 from adaptive_fusion.ros.spin import spinning  # noqa: E402
 from adaptive_fusion.runtime import FusionPipeline, SensorFrame, make_policy  # noqa: E402
-from adaptive_fusion.world import World  # noqa: E402
+from adaptive_fusion.world import World, WorldConfig  # noqa: E402
+
+# a Velodyne HDL-64E: 64 beams from +2 to -24.9 degrees, 2048 points per beam and turn (~120k)
+HDL64 = dict(lidar_beams=64, lidar_elevation_min_deg=-24.9, lidar_elevation_max_deg=2.0,
+             lidar_azimuth_steps=2048)  # fmt: skip
+REAL_SIZES = ((640, 480), (1280, 720))
 
 
 def busy_core(seconds: float) -> None:
@@ -60,8 +66,7 @@ class Feeder:
 
     def __init__(self, context, world: World, seeds):
         self.node = rclpy.create_node("bench_feeder", context=context)
-        self.frames = [world.render(seed) for seed in seeds]
-        self.info = camera_info_msg(world, Header())
+        self.use(world, seeds)
         self.image = self.node.create_publisher(Image, "camera/image_raw", SENSOR_QOS)
         self.depth = self.node.create_publisher(Image, "depth/image_raw", SENSOR_QOS)
         self.cloud = self.node.create_publisher(PointCloud2, "lidar/points", SENSOR_QOS)
@@ -69,6 +74,11 @@ class Feeder:
         self.arrived: dict[int, float] = {}
         self.event = threading.Event()
         self.node.create_subscription(Detection3DArray, "detections", self._on_detections, 10)
+
+    def use(self, world: World, seeds) -> None:
+        """Feed frames of `world` (its camera_info goes with every set)."""
+        self.frames = [world.render(seed) for seed in seeds]
+        self.info = camera_info_msg(world, Header())
 
     def _on_detections(self, msg: Detection3DArray) -> None:
         stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
@@ -107,6 +117,16 @@ def pipeline_ms(pipeline: FusionPipeline, frames, budget: float, latency_ms: flo
         times.append(result.timings_ms["total"])
         blocks.append(result.budget.total_blocks)
     return np.array(times), np.array(blocks)
+
+
+def node_and_pipeline(feeder: Feeder, pipeline: FusionPipeline, budget: float, count: int):
+    """End-to-end ms through the node and the pipeline's own ms on the feeder's frames, the
+    blocks run, and the median difference (what the node adds)."""
+    e2e = [feeder.one(k) for k in range(count)]
+    frames = (feeder.frames * count)[:count]
+    alone, blocks = pipeline_ms(pipeline, frames, budget)
+    overhead = np.nanmedian([e for e in e2e if e is not None]) - np.median(alone)
+    return e2e, alone, blocks, overhead
 
 
 def percentiles(values) -> str:
@@ -172,13 +192,25 @@ def measure(node, feeder, model_path, frames, args) -> None:
     print("budget  blocks | e2e p50   p95 | pipeline p50  p95 | node overhead p50 (ms)")
     for budget in (1.0, 0.5, 0.25):
         node.set_parameters([Parameter("compute_budget", value=budget)])
-        e2e = [feeder.one(k) for k in range(args.frames)]
-        alone, blocks = pipeline_ms(pipeline, (frames * args.frames)[: args.frames], budget)
-        overhead = np.nanmedian([e for e in e2e if e is not None]) - np.median(alone)
+        e2e, alone, blocks, overhead = node_and_pipeline(feeder, pipeline, budget, args.frames)
         print(f"{budget:6.2f}  {int(np.median(blocks)):3d}/{3 * layers:<3d}| {percentiles(e2e)} "
               f"|      {percentiles(alone)} | {overhead:8.1f}")  # fmt: skip
 
     node.set_parameters([Parameter("compute_budget", value=1.0)])
+    print("\nreal sizes, budget 1, 64-beam lidar (the model sees 320x240: the node resizes)")
+    print("camera     points | e2e p50   p95 | pipeline p50  p95 | node overhead p50 (ms)")
+    for width, height in REAL_SIZES:
+        world = World(WorldConfig(camera_width=width, camera_height=height, **HDL64))
+        feeder.use(world, range(3))
+        for k in range(3):  # the node takes the new camera_info; warm-up
+            feeder.one(k)
+        e2e, alone, _, overhead = node_and_pipeline(feeder, pipeline, 1.0, args.frames)
+        points = int(np.median([len(f.points) for f in feeder.frames]))
+        print(f"{width:4d}x{height:<4d} {points:7d} | {percentiles(e2e)} |      "
+              f"{percentiles(alone)} | {overhead:8.1f}")  # fmt: skip
+    feeder.use(World(), range(5))
+    feeder.one(0)
+
     full, _ = pipeline_ms(pipeline, frames * 2, 1.0)
     deadline = round(0.6 * float(np.median(full)), 1)
     print(f"\nlatency budget {deadline} ms (60% of the full model's pipeline time), node e2e")
