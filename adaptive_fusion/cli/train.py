@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from adaptive_fusion.model.checkpoint import CheckpointError
+    from adaptive_fusion.training.cache import CacheError
     from adaptive_fusion.training.config import ConfigError, load_config
     from adaptive_fusion.training.trainer import ResumeError, Trainer
 
@@ -31,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         if args.max_steps is not None:
             config.schedule.max_steps = args.max_steps
         trainer = Trainer(config, resume=args.resume)
-    except (ConfigError, ResumeError) as error:
+    except (ConfigError, ResumeError, CacheError, CheckpointError) as error:
         print(f"error: {error}")
         return 2
     try:
