@@ -118,7 +118,7 @@ def system(model_path):
         nodes.extend((fusion, drivers.node))
         fusion.trigger_configure()
         fusion.trigger_activate()
-        executors.append(spinning(context, (fusion, drivers.node), threads=3))
+        executors.append(spinning(context, (fusion, drivers.node)))
         executors[-1].__enter__()
         return fusion, drivers, diagnostics
 

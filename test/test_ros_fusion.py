@@ -1,5 +1,5 @@
 """fusion_node and sim_sensors over real DDS: sim_sensors runs as its own process (the installed
-console script), fusion_node in this process in a MultiThreadedExecutor, and a probe node
+console script), fusion_node in this process in a background executor, and a probe node
 publishes budgets and bad input and reads what comes out. Every assertion is on topics or
 parameter services, as a user would see them."""
 
@@ -131,7 +131,7 @@ def system(tmp_path_factory):
     )
     probe = Probe(context)
     try:
-        with spinning(context, (fusion, probe.node), threads=3):
+        with spinning(context, (fusion, probe.node)):
             fusion.trigger_configure()
             fusion.trigger_activate()
             yield fusion, probe

@@ -167,7 +167,7 @@ def run(model_path):
         )
         probe = Probe(context)
         nodes.extend((fusion, probe.node))
-        with spinning(context, (fusion, probe.node), threads=3):
+        with spinning(context, (fusion, probe.node)):
             fusion.trigger_configure()
             fusion.trigger_activate()
             wait_for(lambda: len(probe.detections) >= 3, 30.0, "the first detections")

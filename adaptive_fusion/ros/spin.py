@@ -7,11 +7,7 @@ from contextlib import contextmanager
 
 import rclpy
 from rclpy._rclpy_pybind11 import RCLError
-from rclpy.executors import (
-    ExternalShutdownException,
-    MultiThreadedExecutor,
-    SingleThreadedExecutor,
-)
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
 SHUTDOWN_POLL_S = 0.5
 
@@ -40,10 +36,14 @@ def spin_until_shutdown(node, executor=None) -> int:
 
 
 @contextmanager
-def spinning(context, nodes, threads: int = 2):
-    """Spin `nodes` in a MultiThreadedExecutor on a background thread for the `with` block (for
-    tests, benches and tools that drive nodes from the main thread)."""
-    executor = MultiThreadedExecutor(num_threads=threads, context=context)
+def spinning(context, nodes):
+    """Spin `nodes` on a background thread for the `with` block (for tests, benches and tools
+    that drive nodes from the main thread). Single-threaded on purpose: rclpy 9.1.2's
+    MultiThreadedExecutor triggers its guard condition from several pool threads at once, and
+    about one run in four its spin thread dies early with "cannot use Destroyable because
+    destruction was requested" (seen here with sim_sensors and a probe node). The nodes do their
+    heavy work off the executor thread anyway (fusion_node's inference worker)."""
+    executor = SingleThreadedExecutor(context=context)
     for node in nodes:
         executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
