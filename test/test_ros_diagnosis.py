@@ -8,7 +8,6 @@ import time
 import numpy as np
 import pytest
 import rclpy
-import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
 from rclpy.parameter import Parameter
@@ -16,9 +15,6 @@ from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
-from adaptive_fusion.model.checkpoint import save_checkpoint
-from adaptive_fusion.model.config import ModelConfig
-from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.ros import extrinsics
 from adaptive_fusion.ros.conversions import numpy_to_image, numpy_to_pointcloud2
 from adaptive_fusion.ros.diagnostics import ERROR, OK, values_of
@@ -28,13 +24,6 @@ from adaptive_fusion.ros.spin import spinning
 
 W, H = 64, 48
 
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    save_checkpoint(AdaptiveFusionDetector(ModelConfig(dim=32, heads=2, layers=2)), path, {})
-    return path
 
 
 class Drivers:

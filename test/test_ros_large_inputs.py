@@ -19,7 +19,6 @@ import time
 import numpy as np
 import pytest
 import rclpy
-import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
 from rclpy.parameter import Parameter
@@ -27,9 +26,6 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection3DArray
 
-from adaptive_fusion.model.checkpoint import save_checkpoint
-from adaptive_fusion.model.config import ModelConfig
-from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.ros.conversions import numpy_to_image, numpy_to_pointcloud2
 from adaptive_fusion.ros.diagnostics import OK, values_of
 from adaptive_fusion.ros.fusion_node import FusionNode
@@ -133,13 +129,6 @@ def wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    save_checkpoint(AdaptiveFusionDetector(ModelConfig(dim=32, heads=2, layers=2)), path, {})
-    return path
 
 
 @pytest.fixture

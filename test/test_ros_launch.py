@@ -11,16 +11,12 @@ from pathlib import Path
 
 import pytest
 import rclpy
-import torch
 import yaml
 from lifecycle_msgs.msg import State
 from lifecycle_msgs.srv import GetState
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 
-from adaptive_fusion.model.checkpoint import save_checkpoint
-from adaptive_fusion.model.config import ModelConfig
-from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.ros.fusion_node import FusionNode
 from adaptive_fusion.ros.sim_sensors import SimSensors
 from adaptive_fusion.runtime.scenario import Scenario
@@ -81,13 +77,6 @@ def params_file(name: str) -> dict:
     document = yaml.safe_load((ROOT / "config" / name).read_text())
     return {node: flatten(body["ros__parameters"]) for node, body in document.items()}
 
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "small"
-    save_checkpoint(AdaptiveFusionDetector(ModelConfig(dim=32, heads=2, layers=2)), path, {})
-    return path
 
 
 def test_launched_executables_are_console_scripts_of_the_package():
