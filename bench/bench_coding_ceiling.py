@@ -39,7 +39,7 @@ def perfect_outputs(targets: dict) -> dict[str, torch.Tensor]:
 
 
 def ceiling(cell: int, scenes: int, world: World) -> dict:
-    config = ModelConfig(patch=cell)
+    config = ModelConfig(head_stride=cell)
     predictions, truths, lost = [], [], 0
     for seed in tqdm(range(FIRST_SEED, FIRST_SEED + scenes), desc=f"{cell} px cells", leave=False):
         frames = world.render(seed)

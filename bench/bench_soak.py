@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from tqdm import tqdm  # noqa: E402
 
 from adaptive_fusion.ros import transport  # noqa: E402
 from adaptive_fusion.ros.diagnostics import values_of  # noqa: E402
-from adaptive_fusion.ros.spin import spinning  # noqa: E402
+from adaptive_fusion.ros.spin import interrupt, spinning  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SAMPLE_S = 5.0
@@ -60,12 +59,7 @@ def start(name: str, ros_args: list[str]) -> subprocess.Popen:
 
 
 def stop(process: subprocess.Popen) -> str:
-    process.send_signal(signal.SIGINT)
-    try:
-        _, err = process.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        _, err = process.communicate()
+    [(_, err)] = interrupt(process)
     return err
 
 

@@ -39,7 +39,7 @@ def model() -> AdaptiveFusionDetector:
 
 def test_output_maps_have_grid_shape(model):
     out = model(random_rasters(SMALL, batch=2))
-    rows, cols = SMALL.grid
+    rows, cols = SMALL.head_grid
     assert out["heatmap"].shape == (2, 3, rows, cols)
     assert {k: v.shape[1] for k, v in out.items()} == {
         "heatmap": 3, "offset": 2, "log_depth": 1, "log_size": 3, "yaw": 2

@@ -5,7 +5,6 @@ parameter services, as a user would see them."""
 
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from adaptive_fusion.ros.conversions import image_to_numpy, numpy_to_image, nump
 from adaptive_fusion.ros.diagnostics import values_of
 from adaptive_fusion.ros.fusion_node import FusionNode
 from adaptive_fusion.ros.qos import LATCHED_QOS, SENSOR_QOS
-from adaptive_fusion.ros.spin import spinning
+from adaptive_fusion.ros.spin import interrupt, spinning
 from adaptive_fusion.world.frames import CLASSES, MODALITIES
 
 SIM = Path(sys.executable).parent / "sim_sensors"
@@ -141,12 +140,7 @@ def system(tmp_path_factory):
         fusion.destroy_node()
         probe.node.destroy_node()
         rclpy.shutdown(context=context)
-        sim.send_signal(signal.SIGINT)
-        try:
-            output, _ = sim.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            sim.kill()
-            output, _ = sim.communicate()
+        [(output, _)] = interrupt(sim)
         assert "Traceback" not in output, output
 
 

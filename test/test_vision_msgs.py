@@ -3,7 +3,6 @@ is the real ROS 2 vision_msgs 4.x: same type hashes on the wire, and a Detection
 publish/subscribe round trip over DDS, in one process and across two."""
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,8 @@ from geometry_msgs.msg import Point, Pose, PoseWithCovariance, Quaternion, Vecto
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header
+
+from adaptive_fusion.ros.spin import interrupt
 
 # RIHS01 type hashes of vision_msgs 4.1 as built by a ROS 2 distribution (share/vision_msgs/msg/
 # *.json of an upstream build). The hash covers every field name and type, nested types included,
@@ -148,14 +149,6 @@ ECHO_NODE = textwrap.dedent("""
 """)
 
 
-def stop_child(child):
-    """SIGINT is rclpy's orderly shutdown; a child that ignores it on a loaded machine is killed."""
-    child.send_signal(signal.SIGINT)
-    try:
-        child.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
 
 
 def test_detection3d_array_round_trip_through_another_process(context):
@@ -176,4 +169,4 @@ def test_detection3d_array_round_trip_through_another_process(context):
         executor.shutdown()
         node.destroy_node()
     finally:
-        stop_child(child)
+        interrupt(child)

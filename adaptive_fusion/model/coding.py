@@ -1,6 +1,6 @@
 """Box coding: 3D boxes in the lidar frame <-> per-cell maps of the detection head.
 
-A box is assigned to the grid cell its centre projects into (model image geometry). The cell
+A box is assigned to the head grid cell its centre projects into (model image geometry). The cell
 stores: class heatmap (a Gaussian splat around that cell), the sub-cell offset of the projected
 centre, log camera depth of the centre, log (length, width, height) and (sin, cos) of the yaw.
 Decoding reverses this: peaks -> pixel + depth -> back-projection -> lidar frame, then BEV NMS.
@@ -95,8 +95,8 @@ def encode_targets(
     "regression" (8, rows, cols) in the head's channel order, and "mask" (rows, cols) marking the
     cells that own a box (nearest box wins a contested cell).
     """
-    rows, cols = config.grid
-    p = config.patch
+    rows, cols = config.head_grid
+    p = config.head_stride
     heatmap = np.zeros((len(config.classes), rows, cols), np.float32)
     regression = np.zeros((8, rows, cols), np.float32)
     mask = np.zeros((rows, cols), np.float32)
@@ -156,7 +156,7 @@ def decode(
     values, flat = top.values[chosen].cpu().numpy(), top.indices[chosen].cpu().numpy()
     if len(flat) == 0:
         return Boxes3D.empty()
-    rows, cols = config.grid
+    rows, cols = config.head_grid
     labels, cell = np.divmod(flat, rows * cols)
     r, c = np.divmod(cell, cols)
 
@@ -164,8 +164,8 @@ def decode(
         return outputs[name][index].detach().cpu().numpy()[:, r, c].T
 
     offset, log_depth, log_size, yaw = at("offset"), at("log_depth"), at("log_size"), at("yaw")
-    u = (c + offset[:, 0]) * config.patch
-    v = (r + offset[:, 1]) * config.patch
+    u = (c + offset[:, 0]) * config.head_stride
+    v = (r + offset[:, 1]) * config.head_stride
     z = np.exp(np.clip(log_depth[:, 0], 0.0, np.log(2 * config.max_depth)))
     cam = np.stack([(u - K[0, 2]) * z / K[0, 0], (v - K[1, 2]) * z / K[1, 1], z], axis=1)
     R, t = T_cam_lidar[:3, :3], T_cam_lidar[:3, 3]

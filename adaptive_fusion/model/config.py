@@ -12,12 +12,15 @@ class ModelConfig:
 
     image_width: int = 320
     image_height: int = 240
-    patch: int = 16  # pixels per grid cell side, shared by all three modalities
+    patch: int = 16  # pixels per token grid cell side, shared by all three modalities
+    head_stride: int = 8  # pixels per detection head cell: finer than the tokens, for small objects
+    stem_channels: int = 32  # channels of each modality's stem at the head stride
+    head_channels: int = 64
     dim: int = 128
     heads: int = 4
     mlp_ratio: int = 2
     layers: int = 8  # transformer blocks per modality
-    fusion_layers: int = 1
+    fusion_layers: int = 0
     lidar_raster_stride: int = 4  # lidar rasterised at image/4, then patched
     depth_raster_stride: int = 2  # depth average-pooled at image/2, then patched
     max_depth: float = 80.0  # metres; inverse-depth normalisation and decoding range
@@ -28,6 +31,11 @@ class ModelConfig:
     def grid(self) -> tuple[int, int]:
         """Token grid as (rows, cols)."""
         return self.image_height // self.patch, self.image_width // self.patch
+
+    @property
+    def head_grid(self) -> tuple[int, int]:
+        """Detection head grid as (rows, cols)."""
+        return self.image_height // self.head_stride, self.image_width // self.head_stride
 
     @property
     def tokens(self) -> int:
@@ -60,9 +68,12 @@ class ModelConfig:
                 f"image size {self.image_width}x{self.image_height} is not a multiple of the "
                 f"patch size {self.patch}"
             )
+        if self.patch % self.head_stride:
+            raise ValueError(f"head stride {self.head_stride} does not divide patch {self.patch}")
         for stride in (self.lidar_raster_stride, self.depth_raster_stride):
-            if self.patch % stride:
-                raise ValueError(f"raster stride {stride} does not divide patch {self.patch}")
+            if self.head_stride % (2 * stride):
+                raise ValueError(f"raster stride {stride} is not at most half the head stride "
+                                 f"{self.head_stride}, as a multiple")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
         if self.layers < 1:

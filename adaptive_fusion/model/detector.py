@@ -1,32 +1,41 @@
 """The adaptive-depth fusion detector.
 
-Per modality: tokenizer -> stack of `layers` blocks, of which an allocation picks the ones to run
-(the others are not computed at all). A modality that is missing contributes a learned "absent"
-token per cell instead. The three token maps are concatenated per grid cell, projected, passed
-through the fusion blocks, and a CenterNet-style head predicts per cell: class heatmap, sub-cell
-offset of the projected box centre, log camera depth of the centre, log size and yaw (sin, cos).
+Per modality: a convolutional stem -> stack of `layers` blocks, of which an allocation picks the
+ones to run (the others are not computed at all). A modality that is missing contributes a learned
+"absent" token per cell instead. The three token maps are concatenated per grid cell, projected,
+passed through the fusion blocks, and a CenterNet-style head at twice the token resolution (with
+skip connections from the stems) predicts per head cell: class heatmap, sub-cell offset of the
+projected box centre, log camera depth of the centre, log size and yaw (sin, cos).
+
+The log depth is predicted as a residual to the depth measured in the cell (nearest lidar return,
+else the depth camera) when there is one: reading a metric value back out of deep token features
+is what the model learned slowest, and the measurement is already there.
 """
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .allocation import full_allocation, normalise_allocation
 from .blocks import Block
 from .config import ModelConfig
-from .tokenizers import build_tokenizers
+from .inputs import MIN_RANGE
+from .tokenizers import build_tokenizers, raster_stride
 
 REGRESSION_CHANNELS = {"offset": 2, "log_depth": 1, "log_size": 3, "yaw": 2}
 HEATMAP_PRIOR = 0.1  # initial foreground probability, as CenterNet initialises its heatmap bias
+NO_MEASUREMENT = 2.0  # above any normalised depth (<= 1): marks raster pixels without one
 
 
 class ModalityStream(nn.Module):
-    """Tokenizer and block stack of one modality; runs only the blocks it is told to run."""
+    """Stem and block stack of one modality; runs only the blocks it is told to run."""
 
-    def __init__(self, config: ModelConfig, tokenizer: nn.Module):
+    def __init__(self, config: ModelConfig, stem: nn.Module):
         super().__init__()
-        self.tokenizer = tokenizer
+        self.stem = stem
         self.embed = nn.Parameter(torch.zeros(1, config.tokens, config.dim))
         self.blocks = nn.ModuleList(
             Block(config.dim, config.heads, config.mlp_ratio) for _ in range(config.layers)
@@ -36,11 +45,69 @@ class ModalityStream(nn.Module):
         nn.init.normal_(self.embed, std=0.02)
         nn.init.normal_(self.absent, std=0.02)
 
-    def forward(self, raster: torch.Tensor, blocks: Sequence[int]) -> torch.Tensor:
-        x = self.tokenizer(raster) + self.embed
-        for index in blocks:
-            x = self.blocks[index](x)
-        return self.norm(x)
+    def forward(
+        self, raster: torch.Tensor, blocks: Sequence[int], gates: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (stem features at the head grid, tokens). With `gates` (B, layers), every
+        block is computed and its update scaled per sample (for training a controller through
+        the frozen model); without, only `blocks` run."""
+        features, x = self.stem(raster)
+        x = x + self.embed
+        if gates is None:
+            for index in blocks:
+                x = self.blocks[index](x)
+        else:
+            for index, block in enumerate(self.blocks):
+                x = x + gates[:, index].view(-1, 1, 1) * (block(x) - x)
+        return features, self.norm(x)
+
+
+class DetectionHead(nn.Module):
+    """Fused tokens -> per head cell maps: the tokens, projected and upsampled, plus the stems'
+    features and the measured depth of the cell, through a two-layer per-cell MLP. Every layer is
+    a 1x1 convolution on a small map: at batch 1 on a CPU each extra operation costs more in
+    overhead than in arithmetic, and the head runs at every budget."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        channels = config.head_channels
+        self.upsample = config.patch // config.head_stride
+        self.project = nn.Conv2d(config.dim, channels, 1)
+        # The stems' features side by side (zeros for an absent modality) + measured depth, has.
+        self.skip = nn.Conv2d(len(config.modalities) * config.stem_channels + 2, channels, 1)
+        self.mix = nn.Conv2d(channels, channels, 1)
+        self.out = nn.Conv2d(channels, len(config.classes) + sum(REGRESSION_CHANNELS.values()), 1)
+        self.classes = len(config.classes)
+        with torch.no_grad():
+            self.out.bias[: self.classes] = -math.log(1 / HEATMAP_PRIOR - 1)
+        self.log_range = (math.log(MIN_RANGE), math.log(config.max_depth / MIN_RANGE))
+
+    def forward(
+        self, tokens: torch.Tensor, features: Sequence[torch.Tensor],
+        measured: torch.Tensor, has_measured: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        x = F.interpolate(self.project(tokens), scale_factor=self.upsample, mode="nearest")
+        x = x + self.skip(torch.cat([*features, measured * has_measured, has_measured], 1))
+        maps = self.out(F.gelu(self.mix(F.gelu(x))))
+        outputs = {"heatmap": maps[:, : self.classes]}
+        parts = maps[:, self.classes :].split(list(REGRESSION_CHANNELS.values()), dim=1)
+        outputs.update(zip(REGRESSION_CHANNELS, parts, strict=True))
+        offset, scale = self.log_range
+        outputs["log_depth"] = outputs["log_depth"] + has_measured * (offset + scale * measured)
+        return outputs
+
+
+def nearest_measured_depth(
+    raster: torch.Tensor, value: int, valid: int, stride: int, config: ModelConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smallest normalised log depth over each head cell of a depth or lidar raster, and whether
+    the cell has any: (B, 1, rows, cols) each. The nearest surface, because an object in front of
+    background is what a box centre sits behind."""
+    masked = torch.where(raster[:, valid : valid + 1] > 0, raster[:, value : value + 1],
+                         torch.full_like(raster[:, :1], NO_MEASUREMENT))
+    pool = config.head_stride // stride
+    nearest = -F.max_pool2d(-masked, pool)
+    return nearest, (nearest < NO_MEASUREMENT).to(raster.dtype)
 
 
 class AdaptiveFusionDetector(nn.Module):
@@ -48,67 +115,95 @@ class AdaptiveFusionDetector(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        tokenizers = build_tokenizers(config)
+        stems = build_tokenizers(config)
         self.streams = nn.ModuleDict(
-            {name: ModalityStream(config, tokenizers[name]) for name in config.modalities}
+            {name: ModalityStream(config, stems[name]) for name in config.modalities}
         )
         self.fuse = nn.Linear(len(config.modalities) * config.dim, config.dim)
         self.fusion_blocks = nn.ModuleList(
             Block(config.dim, config.heads, config.mlp_ratio) for _ in range(config.fusion_layers)
         )
         self.norm = nn.LayerNorm(config.dim)
-        self.heatmap = nn.Linear(config.dim, len(config.classes))
-        self.regression = nn.Linear(config.dim, sum(REGRESSION_CHANNELS.values()))
-        nn.init.constant_(self.heatmap.bias, -torch.log(torch.tensor(1 / HEATMAP_PRIOR - 1)).item())
+        self.head = DetectionHead(config)
 
     def forward(
         self,
         rasters: Mapping[str, torch.Tensor],
         allocation: Mapping[str, int | Sequence[int]] | None = None,
         present: Mapping[str, torch.Tensor] | None = None,
+        gates: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Run the detector on rasters (modality -> (B, C, h, w)); missing keys are absent.
 
         allocation: modality -> block indices or count (default: all blocks of every modality);
             a modality left out of it or given no blocks is treated as absent.
-        present: optional modality -> (B,) bool; False replaces that sample's modality tokens by
-            the absent token (per-sample modality dropout in training; costs no extra compute).
-        Returns per-cell maps: "heatmap" logits (B, classes, rows, cols) and the regression maps
-        of REGRESSION_CHANNELS, each (B, channels, rows, cols).
+        present: optional modality -> (B,) bool; False replaces that sample's modality by the
+            absent token (per-sample modality dropout in training; costs no extra compute).
+        gates: optional modality -> (B, layers) weights in [0, 1] that scale each block's update
+            per sample instead of skipping blocks (all blocks are computed): the differentiable
+            path a layer controller is trained through. A modality's allocation still decides
+            whether it is present.
+        Returns per head cell maps: "heatmap" logits (B, classes, rows, cols) and the regression
+        maps of REGRESSION_CHANNELS, each (B, channels, rows, cols).
         """
         config = self.config
         if allocation is None:
             allocation = full_allocation(config.modalities, config.layers)
         allocation = normalise_allocation(allocation, config.modalities, config.layers)
         batch = self._batch_size(rasters)
-        tokens = []
+        tokens, features, live = [], [], {}
         for name, stream in self.streams.items():
             absent = stream.absent.expand(batch, config.tokens, config.dim)
             if name not in rasters or name not in allocation:
                 tokens.append(absent)
+                features.append(None)
                 continue
-            x = stream(rasters[name], allocation[name])
-            if present is not None and name in present:
-                x = torch.where(present[name].view(-1, 1, 1), x, absent)
+            gate = None if gates is None else gates.get(name)
+            feature, x = stream(rasters[name], allocation[name], gate)
+            keep = None if present is None else present.get(name)
+            if keep is not None:
+                x = torch.where(keep.view(-1, 1, 1), x, absent)
+                feature = feature * keep.view(-1, 1, 1, 1).to(feature.dtype)
             tokens.append(x)
+            features.append(feature)
+            live[name] = keep
         x = self.fuse(torch.cat(tokens, dim=-1))
         for block in self.fusion_blocks:
             x = block(x)
         x = self.norm(x)
-        return self._maps(x)
+        rows, cols = config.grid
+        token_map = x.transpose(1, 2).reshape(batch, config.dim, rows, cols)
+        measured, has_measured = self._measured_depth(rasters, live, batch)
+        zeros = torch.zeros(batch, config.stem_channels, *config.head_grid, device=x.device,
+                            dtype=x.dtype)
+        features = [zeros if feature is None else feature for feature in features]
+        return self.head(token_map, features, measured, has_measured)
 
-    def _maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        rows, cols = self.config.grid
-        to_map = lambda t: t.transpose(1, 2).reshape(t.shape[0], -1, rows, cols)  # noqa: E731
-        outputs = {"heatmap": to_map(self.heatmap(x))}
-        regression = to_map(self.regression(x))
-        for name, part in zip(
-            REGRESSION_CHANNELS,
-            regression.split(list(REGRESSION_CHANNELS.values()), dim=1),
-            strict=True,
-        ):
-            outputs[name] = part
-        return outputs
+    def _measured_depth(
+        self, rasters: Mapping[str, torch.Tensor], live: Mapping[str, torch.Tensor | None],
+        batch: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per head cell: the nearest lidar depth, else the nearest depth-camera depth, of the
+        modalities that are live for each sample."""
+        config = self.config
+        rows, cols = config.head_grid
+        device = next(self.parameters()).device
+        measured = torch.zeros(batch, 1, rows, cols, device=device)
+        has = torch.zeros_like(measured)
+        # (raster channel of the normalised log depth, of its validity); lidar last so it wins
+        channels = {"depth": (0, 1), "lidar": (0, 3)}
+        for name, (value, valid) in channels.items():
+            if name not in live:
+                continue
+            raster = rasters[name].float()
+            nearest, found = nearest_measured_depth(
+                raster, value, valid, raster_stride(name, config), config
+            )
+            if live[name] is not None:
+                found = found * live[name].view(-1, 1, 1, 1).to(found.dtype)
+            measured = torch.where(found > 0, nearest, measured)
+            has = torch.maximum(has, found)
+        return measured, has
 
     @staticmethod
     def _batch_size(rasters: Mapping[str, torch.Tensor]) -> int:

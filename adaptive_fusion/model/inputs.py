@@ -38,7 +38,7 @@ def scaled_intrinsics(K: np.ndarray, width: int, height: int, config: ModelConfi
 
 
 def normalised_log_range(distance: np.ndarray, max_depth: float) -> np.ndarray:
-    """Range in [MIN_RANGE, max_depth] -> [0, 1] on a log scale: equal relative precision."""
+    """Distance in [MIN_RANGE, max_depth] -> [0, 1] on a log scale: equal relative precision."""
     clipped = np.clip(distance, MIN_RANGE, max_depth)
     return (np.log(clipped / MIN_RANGE) / np.log(max_depth / MIN_RANGE)).astype(np.float32)
 
@@ -73,7 +73,7 @@ def lidar_raster(
     points: np.ndarray, K: np.ndarray, T_cam_lidar: np.ndarray, config: ModelConfig
 ) -> np.ndarray:
     """(N, 4) x, y, z, intensity -> (4, h, w) at lidar_raster_stride: for the nearest point per
-    raster pixel its normalised log range, height, intensity, and an occupancy flag."""
+    raster pixel its normalised log camera depth, height, intensity, and an occupancy flag."""
     if points.ndim != 2 or points.shape[1] != 4:
         raise ValueError(f"lidar points must be (N, 4), got {points.shape}")
     s = config.lidar_raster_stride
@@ -90,13 +90,13 @@ def lidar_raster(
         return raster
     cam, points = cam[inside], points[inside]
     pixel = v[inside].astype(np.int64) * w + u[inside].astype(np.int64)
-    distance = np.linalg.norm(cam, axis=1)
-    order = np.argsort(distance, kind="stable")
+    depth = cam[:, 2]  # camera z, as in the depth image, so both measure the same quantity
+    order = np.argsort(depth, kind="stable")
     # np.unique keeps the first occurrence: with points sorted by range, the nearest per pixel.
     pixel, first = np.unique(pixel[order], return_index=True)
     nearest = order[first]
     flat = raster.reshape(4, -1)
-    flat[0, pixel] = normalised_log_range(distance[nearest], config.max_depth)
+    flat[0, pixel] = normalised_log_range(depth[nearest], config.max_depth)
     flat[1, pixel] = points[nearest, 2] / HEIGHT_SCALE
     flat[2, pixel] = points[nearest, 3] / INTENSITY_SCALE
     flat[3, pixel] = 1.0

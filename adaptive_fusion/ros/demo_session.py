@@ -4,7 +4,6 @@ publish and turns it into one timeline row a second."""
 from __future__ import annotations
 
 import math
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from adaptive_fusion.ros import transport
 from adaptive_fusion.ros.diagnostics import values_of
 from adaptive_fusion.ros.messages import detections_to_boxes
 from adaptive_fusion.ros.qos import LATCHED_QOS
-from adaptive_fusion.ros.spin import spinning
+from adaptive_fusion.ros.spin import interrupt, spinning
 from adaptive_fusion.runtime.scenario import Scenario
 from adaptive_fusion.runtime.timeline import COLUMNS, format_header, format_row
 from adaptive_fusion.world.frames import CLASSES, MODALITIES
@@ -177,15 +176,7 @@ class DemoSession:
         return process.communicate(timeout=20)[0][-4000:]
 
     def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        for process in self.processes:
-            try:
-                process.communicate(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.communicate()
+        interrupt(*self.processes, timeout=15)
 
 
 def summarise(rows: list[dict]) -> dict:

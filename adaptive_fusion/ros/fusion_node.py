@@ -209,6 +209,7 @@ class FusionNode(LifecycleNode):
         }
         self.sync_drops: dict[str, Counter[str]] = {m: Counter() for m in MODALITIES}
         self.stale_sets = 0
+        self.sets_before_camera_info = 0  # start-up, not an error: topics match one by one
         self.frames = 0
         self.last_result = None
         self._latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -521,9 +522,9 @@ class FusionNode(LifecycleNode):
         *decoded, live = args
         intrinsics = self._intrinsics
         if intrinsics is None:
-            self._reject_input(
-                "set", InputError("no_camera_info", "no valid camera/camera_info received yet")
-            )
+            self.sets_before_camera_info += 1
+            self._warn_throttled(("set", "waiting_for_camera_info"),
+                                 "skipping synchronized sets until a valid camera_info arrives")
             return
         arrays = dict(zip(live, decoded, strict=True))
         stamps = {m: d.header.stamp for m, d in arrays.items()}
@@ -630,6 +631,7 @@ class FusionNode(LifecycleNode):
             "live": " ".join(self._live) or "none",
             "frames": frames,
             "stale_sets_dropped": stale,
+            "sets_before_camera_info": self.sets_before_camera_info,
             "latency_ms_last": float(latency[-1]),
             "latency_ms_mean": float(np.mean(latency)),
             "latency_ms_p95": float(np.percentile(latency, 95)),

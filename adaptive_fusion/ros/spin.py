@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import threading
 from contextlib import contextmanager
 
@@ -53,3 +55,20 @@ def spinning(context, nodes):
     finally:
         executor.shutdown()
         spinner.join(timeout=10)
+
+
+def interrupt(*processes: subprocess.Popen, timeout: float = 20.0) -> list[tuple]:
+    """Stop child processes the way Ctrl-C does (SIGINT is rclpy's orderly shutdown), all at
+    once, and kill any that has not exited after `timeout` s (a loaded machine can stall one).
+    Returns each process's (stdout, stderr) as `communicate` gives them."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    outputs = []
+    for process in processes:
+        try:
+            outputs.append(process.communicate(timeout=timeout))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            outputs.append(process.communicate())
+    return outputs
