@@ -114,6 +114,9 @@ def print_table(table: dict, n_scenes: int) -> None:
         print(f"{name:<22}{cells}   {'yes' if passes(name, entry) else 'NO'}")
 
 
+DARK_CELL_RHO = 0.6  # |rho| past which the RdBu colour map is dark
+
+
 def plot(table: dict, out: Path) -> None:
     import matplotlib
 
@@ -130,7 +133,8 @@ def plot(table: dict, out: Path) -> None:
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
     ax.set_yticks(range(len(MODALITIES)), MODALITIES)
     for (r, c), value in np.ndenumerate(rho):
-        ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7)
+        ink = "white" if abs(value) > DARK_CELL_RHO else "black"  # readable on dark cells
+        ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7, color=ink)
     ax.set_title("Spearman rho between injected severity and measured quality")
     colours = dict(zip(MODALITIES, ("tab:blue", "tab:orange", "tab:green"), strict=True))
     for i, name in enumerate(names):
