@@ -1,8 +1,17 @@
 """Evaluate a detector checkpoint: 3D mAP per class, corruption and severity, FLOPs and latency.
 
 Renders a fixed set of test scenes (seeds from 2,000,000, never used in training), applies each
-condition (clean, dead sensors, corruptions at severities), and scores the model at one layer
-allocation with nuScenes-style matching by BEV centre distance (0.5, 1, 2, 4 m).
+condition (clean, dead sensors, corruptions at severities, two at once), and scores the model
+with nuScenes-style matching by BEV centre distance (0.5, 1, 2, 4 m): at one layer allocation
+(--layers), or, given --methods/--budgets/--controller, as a budget sweep comparing allocation
+methods (full, equal_split, modality_selection, random, oracle, controller) at fractions of the
+blocks' compute, with the blocks each gives each modality. The oracle tries every prefix
+combination, (layers + 1)^3 per scene and condition (several seconds each on one core): it sets
+the sweep's time. The issue-5 table:
+
+  adaptive-fusion evaluate --methods full,equal_split,modality_selection,random,oracle,controller
+      --budgets 0.125,0.25,0.5,0.75,1 --conditions clean,single,mixed,dead --severities 1
+      --controller runs/controller/best --plot runs/sweep.png --json > runs/sweep.json
 """
 
 import argparse
@@ -13,64 +22,152 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="checkpoint (.safetensors or .json); default: shipped")
     parser.add_argument("--frames", type=int, default=100, help="number of test scenes")
     parser.add_argument("--first-seed", type=int, help="first test scene seed (default 2000000)")
-    parser.add_argument("--layers", default="1.0",
+    parser.add_argument("--layers",
                         help="allocation: 'camera=2,depth=4,lidar=6' (0 = modality off) or a "
                              "fraction of every modality's blocks, e.g. 0.25 (default 1.0)")
     parser.add_argument("--conditions", default="clean,dead",
-                        help="comma list of clean, dead, all, modality:kind, scene:fog")
+                        help="comma list of clean, dead, single (every one-sensor corruption), "
+                             "all (single + scene fog), mixed (camera:low_light+lidar:dropout), "
+                             "modality:kind, scene:fog, or kinds joined by '+'")
     parser.add_argument("--severities", default="0.5,1.0", help="severities for corruptions")
     parser.add_argument("--latency-runs", type=int, default=50, help="timed forward passes")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (latency)")
-    parser.add_argument("--plot", help="write a PNG bar chart of mAP per condition here")
+    parser.add_argument("--methods",
+                        help="budget sweep: comma list of full, equal_split, modality_selection, "
+                             "random, oracle, controller (default: all but controller, plus it "
+                             "with --controller)")
+    parser.add_argument("--budgets",
+                        help="budget sweep: fractions of the blocks' cost "
+                             "(default 0.125,0.25,0.5,0.75,1)")
+    parser.add_argument("--controller", help="budget sweep: controller checkpoint to compare")
+    parser.add_argument("--costs",
+                        help="budget sweep: cost table JSON from `adaptive-fusion profile` (ms); "
+                             "default: the model's FLOPs per block")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random allocator")
+    parser.add_argument("--plot", help="write a PNG here: mAP per condition (or, in a sweep, mAP "
+                                       "against budget per condition and blocks per modality)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from adaptive_fusion.evaluation.report import (
-        TEST_FIRST_SEED,
-        evaluate_conditions,
-        parse_conditions,
-        plot_report,
-        render_test_set,
-    )
-    from adaptive_fusion.model.allocation import AllocationError, parse_allocation
     from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint
 
     torch.set_num_threads(args.threads)
+    sweep = args.methods is not None or args.budgets is not None or args.controller is not None
     try:
+        if sweep and args.layers is not None:
+            raise ValueError("--layers sets one allocation; a sweep (--methods, --budgets, "
+                             "--controller) lets each method choose its own")
+        if not sweep and args.costs is not None:
+            raise ValueError("--costs prices the budgets of a sweep: add --methods or --budgets")
+        if args.frames < 1:
+            raise ValueError("--frames must be at least 1")
         model, _ = load_checkpoint(args.model or DEFAULT_MODEL)
-        config = model.config
-        allocation = parse_allocation(args.layers, config.modalities, config.layers)
-        severities = [float(s) for s in args.severities.split(",")]
-        conditions = parse_conditions(args.conditions, severities)
-    except (CheckpointError, AllocationError, ValueError) as error:
+    except (CheckpointError, ValueError) as error:
         print(f"error: {error}")
         return 2
-    if args.frames < 1:
-        print("error: --frames must be at least 1")
-        return 2
+    return (run_sweep_command if sweep else run_single)(args, model)
+
+
+def _test_scenes(args: argparse.Namespace):
+    from adaptive_fusion.evaluation.report import TEST_FIRST_SEED, render_test_set
+
     first_seed = TEST_FIRST_SEED if args.first_seed is None else args.first_seed
-    frame_sets = render_test_set(args.frames, first_seed, show_progress=not args.json)
+    return render_test_set(args.frames, first_seed, show_progress=not args.json)
+
+
+def _conditions(args: argparse.Namespace):
+    from adaptive_fusion.evaluation.report import parse_conditions
+
+    return parse_conditions(args.conditions, [float(s) for s in args.severities.split(",")])
+
+
+def run_single(args: argparse.Namespace, model) -> int:
+    from adaptive_fusion.evaluation.report import evaluate_conditions, plot_report
+    from adaptive_fusion.model.allocation import AllocationError, parse_allocation
+    from adaptive_fusion.model.checkpoint import DEFAULT_MODEL
+
+    config = model.config
+    try:
+        allocation = parse_allocation(args.layers or "1.0", config.modalities, config.layers)
+        conditions = _conditions(args)
+    except (AllocationError, ValueError) as error:
+        print(f"error: {error}")
+        return 2
+    frame_sets = _test_scenes(args)
     report = evaluate_conditions(model, frame_sets, conditions, allocation,
                                  latency_runs=args.latency_runs, show_progress=not args.json)
     report["model"] = str(args.model or DEFAULT_MODEL)
-    if args.plot:
-        plot_report(report, args.plot)
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    print(f"model {report['model']}, {report['frames']} scenes, layers {report['allocation']}")
-    print(f"FLOPs {report['flops'] / 1e9:.3f} G ({100 * report['flops_fraction_of_full']:.0f}% "
-          f"of full); latency median {report['latency']['median_ms']:.1f} ms, "
-          f"p95 {report['latency']['p95_ms']:.1f} ms ({args.threads} threads)")
+    return _output(args, report, plot_report, lambda: _single_summary(report, config, args))
+
+
+def _single_summary(report: dict, config, args: argparse.Namespace) -> str:
+    lines = [
+        f"model {report['model']}, {report['frames']} scenes, layers {report['allocation']}",
+        f"FLOPs {report['flops'] / 1e9:.3f} G ({100 * report['flops_fraction_of_full']:.0f}% "
+        f"of full); latency median {report['latency']['median_ms']:.1f} ms, "
+        f"p95 {report['latency']['p95_ms']:.1f} ms ({args.threads} threads)",
+    ]
     classes = list(config.classes)
-    print(f"{'condition':<28}{'mAP':>7}" + "".join(f"{c:>12}" for c in classes))
+    lines.append(f"{'condition':<28}{'mAP':>7}" + "".join(f"{c:>12}" for c in classes))
     for name, metrics in report["conditions"].items():
         aps = [metrics["AP_per_class"][c] for c in classes]
         cells = "".join(f"{'-' if a is None else f'{a:.3f}':>12}" for a in aps)
-        print(f"{name:<28}{metrics['mAP'] or 0:>7.3f}{cells}")
+        lines.append(f"{name:<28}{metrics['mAP'] or 0:>7.3f}{cells}")
+    return "\n".join(lines)
+
+
+def _output(args: argparse.Namespace, report: dict, plot, summary) -> int:
+    """The plot (if asked), then the report as JSON or as the text `summary()` gives."""
+    if args.plot:
+        plot(report, args.plot)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(summary())
     if args.plot:
         print(f"plot written to {args.plot}")
     return 0
+
+
+def run_sweep_command(args: argparse.Namespace, model) -> int:
+    from adaptive_fusion.controller.costs import CostTable, CostTableError, flop_cost_table
+    from adaptive_fusion.evaluation.allocators import BASELINES, PrefixOracle
+    from adaptive_fusion.evaluation.sweep import (
+        DEFAULT_BUDGETS,
+        build_methods,
+        check_methods,
+        check_table,
+        format_sweep,
+        plot_sweep,
+        run_sweep,
+    )
+    from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError
+    from adaptive_fusion.runtime.budget import BudgetError, check_fraction
+
+    default_methods = [*BASELINES, PrefixOracle.name]
+    default_methods += ["controller"] if args.controller else []
+    try:
+        names = (args.methods.split(",") if args.methods else default_methods)
+        names = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+        budgets = ([check_fraction(float(b)) for b in args.budgets.split(",") if b.strip()]
+                   if args.budgets else list(DEFAULT_BUDGETS))
+        conditions = _conditions(args)
+        check_methods(names, args.controller)
+        flop_table = flop_cost_table(model)
+        table = CostTable.load(args.costs) if args.costs else flop_table
+        check_table(table, model)
+        methods = build_methods(names, model, table, args.controller, args.seed)
+    except (CheckpointError, CostTableError, BudgetError, ValueError) as error:
+        print(f"error: {error}")
+        return 2
+    frame_sets = _test_scenes(args)
+    # progress goes to stderr, so it shows even when stdout carries the JSON of a long sweep
+    report = run_sweep(model, frame_sets, conditions, methods, budgets, table, flop_table,
+                       show_progress=True)
+    report["model"] = str(args.model or DEFAULT_MODEL)
+    report["controller"] = args.controller
+    return _output(args, report, plot_sweep,
+                   lambda: f"model {report['model']}\n{format_sweep(report)}")

@@ -1,8 +1,8 @@
 """Entry point of `adaptive-fusion`: one subcommand per module in this package.
 
-Each subcommand module defines `add_arguments(parser)` and `run(args) -> int`; its docstring's
-first line is the command's help. Heavy imports (torch, rclpy) belong inside `run`, so that
-`adaptive-fusion --help` stays fast.
+Each subcommand module (named like the command, "-" as "_") defines `add_arguments(parser)` and
+`run(args) -> int`; its docstring's first line is the command's help. Heavy imports (torch,
+rclpy) belong inside `run`, so that `adaptive-fusion --help` stays fast.
 """
 
 import argparse
@@ -13,9 +13,11 @@ COMMANDS = (
     "generate",
     "train",
     "evaluate",
+    "profile",
     "preview",
     "doctor",
     "demo",
+    "train-controller",
 )
 
 
@@ -26,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"adaptive_fusion.cli.{name}")
+        module = importlib.import_module(f"adaptive_fusion.cli.{name.replace('-', '_')}")
         summary = (module.__doc__ or "").strip().splitlines()[0]
         sub = subparsers.add_parser(name, help=summary, description=module.__doc__)
         module.add_arguments(sub)

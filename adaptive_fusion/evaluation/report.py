@@ -1,6 +1,7 @@
 """An evaluation report: one model, one layer allocation, a fixed set of rendered test scenes, and
-a list of conditions (clean, dead sensors, corruptions at severities). Gives mAP per condition and
-class plus the allocation's FLOPs and latency; renders a PNG bar chart."""
+a list of conditions (clean, dead sensors, corruptions at severities, several at once). Gives mAP
+per condition and class plus the allocation's FLOPs and latency; renders a PNG bar chart. The
+budget sweep (sweep.py) reuses its conditions and test scenes."""
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,13 @@ from .runner import count_flops, measure_latency, score_frames
 TEST_FIRST_SEED = 2_000_000  # test scenes never overlap training (0..) or validation (1e6..)
 
 
+# The corruption kept out of the controller's training: its conditions are labelled "held out".
+HELD_OUT = (("camera", "motion_blur"),)
+# "mixed": two sensors degraded at once, a night with rain: the camera in low light and the lidar
+# losing most returns, while the active depth camera still works.
+MIXED = "camera:low_light+lidar:dropout"
+
+
 @dataclass(frozen=True)
 class Condition:
     """A corruption spec for `corrupt`; the clean condition has an empty spec."""
@@ -28,36 +36,53 @@ class Condition:
     def as_spec(self) -> dict:
         return {key: (kind, severity) for key, kind, severity in self.spec}
 
+    @property
+    def held_out(self) -> bool:
+        return any((key, kind) in HELD_OUT for key, kind, _ in self.spec)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} (held out)" if self.held_out else self.name
+
 
 CLEAN = Condition("clean", ())
 
 
 def parse_conditions(text: str, severities: Sequence[float]) -> list[Condition]:
-    """'clean', 'dead' (each modality dead), 'all' (every kind and scene fog at each severity),
-    or explicit 'modality:kind' / 'scene:fog' items, comma separated and combinable."""
+    """'clean', 'dead' (each modality dead), 'single' (every non-dead kind of every modality),
+    'all' (those and scene fog), 'mixed' (MIXED), explicit 'modality:kind' / 'scene:fog' items,
+    or several joined by '+' ('camera:noise+depth:holes': corrupted together); comma separated
+    and combinable. Corruptions other than dead come at each of the severities."""
     conditions: list[Condition] = []
     for item in (part.strip() for part in text.split(",") if part.strip()):
         if item == "clean":
             conditions.append(CLEAN)
         elif item == "dead":
             conditions += [Condition(f"{m}:dead", ((m, "dead", 1.0),)) for m in CORRUPTIONS]
-        elif item == "all":
+        elif item in ("single", "all"):
             pairs = [(m, k) for m, kinds in CORRUPTIONS.items() for k in kinds if k != "dead"]
-            pairs += [("scene", event) for event in SCENE_EVENTS]
+            pairs += [("scene", event) for event in SCENE_EVENTS] if item == "all" else []
             conditions += [
                 Condition(f"{m}:{k}@{s:g}", ((m, k, s),)) for m, k in pairs for s in severities
             ]
         else:
-            key, _, kind = item.partition(":")
-            known = CORRUPTIONS.get(key, SCENE_EVENTS if key == "scene" else ())
-            if kind not in known:
-                raise ValueError(f"unknown condition {item!r}: use clean, dead, all, "
-                                 "modality:kind or scene:fog")
-            if kind == "dead":
-                conditions.append(Condition(item, ((key, kind, 1.0),)))
+            item = MIXED if item == "mixed" else item
+            pairs = [_corruption(part) for part in item.split("+")]
+            if len(pairs) == 1 and pairs[0][1] == "dead":
+                conditions.append(Condition(item, ((*pairs[0], 1.0),)))
             else:
-                conditions += [Condition(f"{item}@{s:g}", ((key, kind, s),)) for s in severities]
+                conditions += [Condition(f"{item}@{s:g}", tuple((m, k, s) for m, k in pairs))
+                               for s in severities]
     return list(dict.fromkeys(conditions))  # de-duplicated, order kept
+
+
+def _corruption(item: str) -> tuple[str, str]:
+    key, _, kind = item.strip().partition(":")
+    known = CORRUPTIONS.get(key, SCENE_EVENTS if key == "scene" else ())
+    if kind not in known:
+        raise ValueError(f"unknown condition {item!r}: use clean, dead, single, all, mixed, "
+                         "modality:kind, scene:fog, or items joined by '+'")
+    return key, kind
 
 
 def render_test_set(count: int, first_seed: int = TEST_FIRST_SEED,

@@ -167,7 +167,18 @@ class AdaptiveFusionDetector(nn.Module):
             tokens.append(x)
             features.append(feature)
             live[name] = keep
-        x = self.fuse(torch.cat(tokens, dim=-1))
+        return self.head_from_fused(self.fuse(torch.cat(tokens, dim=-1)), features, rasters, live)
+
+    def head_from_fused(
+        self, x: torch.Tensor, features: Sequence[torch.Tensor | None],
+        rasters: Mapping[str, torch.Tensor], live: Mapping[str, torch.Tensor | None],
+    ) -> dict[str, torch.Tensor]:
+        """The tail of `forward` from the fused tokens (B, cells, dim) on: fusion blocks and the
+        head. features: each modality's stem features in model order, None when absent; live:
+        the modalities whose rasters count, each with its per-sample presence mask or None.
+        Public so that a search over allocations can fuse precomputed stream outputs."""
+        config = self.config
+        batch = x.shape[0]
         for block in self.fusion_blocks:
             x = block(x)
         x = self.norm(x)

@@ -71,5 +71,10 @@ class CorruptionSampler:
         return float(rng.uniform(self.min_severity, 1.0))
 
     def apply(self, frames: FrameSet, rng: np.random.Generator) -> FrameSet:
+        return self.apply_with_spec(frames, rng)[0]
+
+    def apply_with_spec(self, frames: FrameSet, rng: np.random.Generator) -> tuple[FrameSet, dict]:
+        """`apply`, also returning the spec it drew (the labels a layer controller learns to
+        recognise corruption from)."""
         spec = self.sample(rng)
-        return corrupt(frames, spec, int(rng.integers(2**31))) if spec else frames
+        return (corrupt(frames, spec, int(rng.integers(2**31))) if spec else frames), spec

@@ -54,14 +54,18 @@ class FrameDataset(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def augmented(self, index: int) -> tuple[FrameSet, dict]:
+        """Item `index` after augmentation, and the corruption spec applied to it ({} if none)."""
         frames = load_frames(self.files[index])
         rng = np.random.default_rng([self.seed, self.epoch, index])
         if rng.random() < self.mirror_probability:
             frames = mirror(frames)
         if self.corrupt and self.corruptions is not None:
-            frames = self.corruptions.apply(frames, rng)
-        return make_sample(frames, self.config)
+            return self.corruptions.apply_with_spec(frames, rng)
+        return frames, {}
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return make_sample(self.augmented(index)[0], self.config)
 
 
 TARGET_KEYS = ("heatmap", "regression", "mask")

@@ -4,6 +4,7 @@ warmup and cosine decay, periodic and per-epoch checkpoints, resume, data-parall
 import math
 import time
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from ..model.detector import AdaptiveFusionDetector
 from ..world.config import WorldConfig
 from . import distributed
 from .cache import build_cache, frame_path, load_frames
-from .config import TrainConfig, config_to_dict
+from .config import OptimiserConfig, TrainConfig, config_to_dict
 from .data import FrameDataset, split_batch
 from .loss import detection_loss
 
@@ -54,7 +55,90 @@ def learning_rate_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
-class Trainer:
+def make_optimiser(parameters, opt: OptimiserConfig, total_steps: int):
+    """AdamW and its schedule: linear warmup, then cosine decay to zero at `total_steps`."""
+    optimizer = torch.optim.AdamW(parameters, lr=opt.lr, weight_decay=opt.weight_decay,
+                                  betas=tuple(opt.betas))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: learning_rate_factor(step, opt.warmup_steps, total_steps))
+    return optimizer, scheduler
+
+
+def check_fresh(out: Path) -> None:
+    """A new run never silently overwrites a stopped one."""
+    if (out / STATE_FILE).is_file():
+        raise ResumeError(f"{out} already holds a training run: pass --resume to "
+                          "continue it, or choose another out_dir")
+
+
+def check_resumable(out: Path) -> None:
+    if not (out / STATE_FILE).is_file():
+        raise ResumeError(f"nothing to resume: {out / STATE_FILE} not found")
+
+
+def restore_training_state(out: Path, document: dict, config, optimizer, scheduler) -> Progress:
+    """Optimiser and schedule of the stopped run in `out` (whose last checkpoint's JSON is
+    `document`) restored, and its progress; refuses a run made with another config."""
+    saved = run_identity(document["training"]["config"])
+    if saved != run_identity(config_to_dict(config)):
+        raise ResumeError(f"{out} was trained with a different config; "
+                          "resume only with the same file (or start a new out_dir)")
+    state = torch.load(out / STATE_FILE, weights_only=True, map_location="cpu")
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return Progress(**state["progress"])
+
+
+def save_training_state(out: Path, optimizer, scheduler, progress: Progress) -> None:
+    """Optimiser, schedule and progress next to the "last" checkpoint, written atomically."""
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "progress": asdict(progress)}
+    partial = out / (STATE_FILE + ".tmp")
+    torch.save(state, partial)
+    partial.rename(out / STATE_FILE)
+
+
+class EpochLoop:
+    """The loop both trainers (detector, controller) share: epochs of seeded batches that resume
+    mid-epoch, a checkpoint every few minutes and after every epoch, validation every
+    eval_every_epochs, and a stop at max_steps. A subclass provides `config.schedule`,
+    `progress`, `steps_per_epoch`, `show`, `label`, `trained` (the module being trained),
+    `epoch_loader(epoch)`, `step(batch)`, `postfix(losses)`, `save(name, metrics)` and
+    `_evaluate_and_keep_best()`."""
+
+    label = "epoch"
+
+    def train(self) -> dict:
+        schedule, progress = self.config.schedule, self.progress
+        last_save = time.monotonic()
+        metrics: dict = {}
+        losses: dict = {}
+        self.trained.train()
+        while progress.epoch < schedule.epochs:
+            batches = islice(self.epoch_loader(progress.epoch),
+                             self.steps_per_epoch - progress.batch_in_epoch)
+            bar = tqdm(batches, desc=f"{self.label} {progress.epoch}", disable=not self.show,
+                       initial=progress.batch_in_epoch, total=self.steps_per_epoch)
+            for batch in bar:
+                losses = self.step(batch)
+                bar.set_postfix(self.postfix(losses))
+                if time.monotonic() - last_save > 60 * schedule.checkpoint_minutes:
+                    self.save("last", metrics)
+                    last_save = time.monotonic()
+                if schedule.max_steps is not None and progress.step >= schedule.max_steps:
+                    self.save("last", metrics)
+                    return {"step": progress.step, "losses": losses, "metrics": metrics}
+            progress.epoch += 1
+            progress.batch_in_epoch = 0
+            last_epoch = progress.epoch == schedule.epochs
+            if progress.epoch % schedule.eval_every_epochs == 0 or last_epoch:
+                metrics = self._evaluate_and_keep_best()
+            self.save("last", metrics)
+            last_save = time.monotonic()
+        return {"step": progress.step, "losses": losses, "metrics": metrics}
+
+
+class Trainer(EpochLoop):
     def __init__(self, config: TrainConfig, resume: bool = False, show_progress: bool = True):
         self.config = config
         self.context = distributed.setup()
@@ -67,24 +151,16 @@ class Trainer:
         self.model = AdaptiveFusionDetector(self.model_config).to(self.context.device)
         if config.init_from:
             self._initialise_from(config.init_from)
-        opt = config.optimiser
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay,
-            betas=tuple(opt.betas),
-        )
         schedule = config.schedule
         self.steps_per_epoch = len(self.train_files) // schedule.batch_size
         self.total_steps = self.steps_per_epoch * schedule.epochs
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda step: learning_rate_factor(step, opt.warmup_steps, self.total_steps),
-        )
+        self.optimizer, self.scheduler = make_optimiser(
+            self.model.parameters(), config.optimiser, self.total_steps)
         self.progress = Progress()
         if resume:
             self._resume()
-        elif (self.out / STATE_FILE).is_file():
-            raise ResumeError(f"{self.out} already holds a training run: pass --resume to "
-                              "continue it, or choose another out_dir")
+        else:
+            check_fresh(self.out)
         self.network = self.model
         if self.context.world_size > 1:
             # Skipped blocks get no gradient in that step: DDP must not wait for them.
@@ -113,19 +189,11 @@ class Trainer:
         self.model.load_state_dict(source.state_dict())
 
     def _resume(self) -> None:
-        state_path = self.out / STATE_FILE
-        if not state_path.is_file():
-            raise ResumeError(f"nothing to resume: {state_path} not found")
+        check_resumable(self.out)
         model, document = load_checkpoint(self.out / "last")
-        saved = run_identity(document["training"]["config"])
-        if saved != run_identity(config_to_dict(self.config)):
-            raise ResumeError(f"{self.out} was trained with a different config; "
-                              "resume only with the same file (or start a new out_dir)")
+        self.progress = restore_training_state(self.out, document, self.config, self.optimizer,
+                                               self.scheduler)
         self.model.load_state_dict(model.state_dict())
-        state = torch.load(state_path, weights_only=True, map_location="cpu")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.progress = Progress(**state["progress"])
 
     def metadata(self, metrics: dict | None = None) -> dict:
         return {
@@ -146,14 +214,7 @@ class Trainer:
             return
         save_checkpoint(self.model, self.out / name, self.metadata(metrics))
         if name == "last":
-            state = {
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "progress": asdict(self.progress),
-            }
-            partial = self.out / (STATE_FILE + ".tmp")
-            torch.save(state, partial)
-            partial.rename(self.out / STATE_FILE)
+            save_training_state(self.out, self.optimizer, self.scheduler, self.progress)
 
     def validate(self) -> dict:
         self.model.eval()
@@ -168,45 +229,28 @@ class Trainer:
         self.model.train()
         return metrics
 
-    def train(self) -> dict:
-        schedule, progress, context = self.config.schedule, self.progress, self.context
-        per_rank = schedule.batch_size // context.world_size
+    @property
+    def trained(self) -> torch.nn.Module:
+        return self.model
+
+    def epoch_loader(self, epoch: int) -> DataLoader:
+        schedule, context = self.config.schedule, self.context
         dataset = FrameDataset(
             self.train_files, self.model_config, seed=self.config.seed,
             corruptions=self.config.data.corruptions,
             mirror_probability=self.config.data.mirror_probability,
         )
-        last_save = time.monotonic()
-        metrics: dict = {}
-        self.model.train()
-        while progress.epoch < schedule.epochs:
-            dataset.set_epoch(progress.epoch, corrupt=progress.epoch >= schedule.clean_epochs)
-            sampler = distributed.EpochSampler(
-                len(dataset), schedule.batch_size, self.config.seed, progress.epoch,
-                context.rank, context.world_size, start_batch=progress.batch_in_epoch,
-            )
-            loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler,
-                                num_workers=self.config.data.workers)
-            bar = tqdm(loader, desc=f"epoch {progress.epoch}", disable=not self.show,
-                       initial=progress.batch_in_epoch, total=self.steps_per_epoch)
-            for batch in bar:
-                losses = self.step(batch)
-                bar.set_postfix(loss=f"{losses['loss']:.3f}", hm=f"{losses['heatmap']:.3f}",
-                                lr=f"{self.scheduler.get_last_lr()[0]:.1e}")
-                if time.monotonic() - last_save > 60 * schedule.checkpoint_minutes:
-                    self.save("last", metrics)
-                    last_save = time.monotonic()
-                if schedule.max_steps is not None and progress.step >= schedule.max_steps:
-                    self.save("last", metrics)
-                    return {"step": progress.step, "losses": losses, "metrics": metrics}
-            progress.epoch += 1
-            progress.batch_in_epoch = 0
-            last_epoch = progress.epoch == schedule.epochs
-            if progress.epoch % schedule.eval_every_epochs == 0 or last_epoch:
-                metrics = self._evaluate_and_keep_best()
-            self.save("last", metrics)
-            last_save = time.monotonic()
-        return {"step": progress.step, "metrics": metrics}
+        dataset.set_epoch(epoch, corrupt=epoch >= schedule.clean_epochs)
+        sampler = distributed.EpochSampler(
+            len(dataset), schedule.batch_size, self.config.seed, epoch,
+            context.rank, context.world_size, start_batch=self.progress.batch_in_epoch,
+        )
+        return DataLoader(dataset, batch_size=schedule.batch_size // context.world_size,
+                          sampler=sampler, num_workers=self.config.data.workers)
+
+    def postfix(self, losses: dict[str, float]) -> dict[str, str]:
+        return {"loss": f"{losses['loss']:.3f}", "hm": f"{losses['heatmap']:.3f}",
+                "lr": f"{self.scheduler.get_last_lr()[0]:.1e}"}
 
     def _evaluate_and_keep_best(self) -> dict:
         if not self.context.is_main:

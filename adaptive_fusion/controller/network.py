@@ -1,0 +1,144 @@
+"""The layer controller network: cheap views of the inputs + measured quality + which sensors are
+live + the budget -> a log value per (modality, block) slot and a prediction of each sensor's
+corruption.
+
+Views: each modality's model raster pooled to the head grid (8 px cells at the default size),
+as the mean and the standard deviation of every channel per cell; the deviation keeps what
+averaging would erase (pixel noise, range noise, speckled depth holes). A small convolutional
+encoder per modality (ADMN uses one per modality too) turns its view into a feature vector;
+a shared MLP reads the three of them with the quality scores, the live flags and the budget, and
+has two heads. The corruption head is trained on the labels of the corruption the training
+augmentation applied: ADMN found that the detection loss alone does not teach a controller to
+track quality. One network serves every budget, since the budget is one of its inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..model.config import ModelConfig
+from ..model.tokenizers import RASTER_CHANNELS, raster_stride
+from ..world.corruptions import CORRUPTIONS
+
+CLEAN = "clean"
+MIN_BUDGET = 1e-3  # budget fraction fed to the network is clipped to [MIN_BUDGET, 1]
+DEPTH_PRIOR = 0.25  # initial log value lost per block index: untrained, deeper blocks come later
+
+
+def corruption_kinds(modality: str) -> tuple[str, ...]:
+    """Classes of the kind head of one modality: clean first, then the world's corruptions."""
+    return (CLEAN, *CORRUPTIONS[modality])
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """Sizes of the controller; the detector's ModelConfig supplies modalities, blocks and the
+    raster geometry."""
+
+    channels: tuple[int, ...] = (16, 32, 32)  # encoder convolutions (first at the view grid)
+    hidden: int = 128
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["channels"] = list(self.channels)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ControllerConfig:
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown controller config keys: {sorted(unknown)}")
+        values = dict(data)
+        if "channels" in values:
+            values["channels"] = tuple(int(c) for c in values["channels"])
+        config = cls(**values)
+        if not config.channels or min(config.channels) < 1 or config.hidden < 1:
+            raise ValueError(f"controller sizes must be positive: {config}")
+        return config
+
+
+def pooled_view(raster: torch.Tensor, factor: int) -> torch.Tensor:
+    """(B, C, h, w) -> (B, 2C, h/factor, w/factor): per-cell mean and standard deviation."""
+    mean = F.avg_pool2d(raster, factor)
+    square = F.avg_pool2d(raster * raster, factor)
+    std = torch.sqrt(torch.clamp(square - mean * mean, min=0.0) + 1e-6)
+    return torch.cat([mean, std], dim=1)
+
+
+class ViewEncoder(nn.Module):
+    """Pooled view -> feature vector: a 3x3 convolution at the view grid, then stride-2 ones,
+    global average."""
+
+    def __init__(self, in_channels: int, channels: tuple[int, ...]):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for index, out in enumerate(channels):
+            layers += [nn.Conv2d(in_channels, out, 3, stride=1 if index == 0 else 2, padding=1),
+                       nn.GELU()]
+            in_channels = out
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, view: torch.Tensor) -> torch.Tensor:
+        return self.net(view).mean(dim=(2, 3))
+
+
+class LayerController(nn.Module):
+    def __init__(self, config: ControllerConfig, model: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.model_config = model
+        self.modalities = tuple(model.modalities)
+        self.layers = model.layers
+        self.pool = {name: model.head_stride // raster_stride(name, model)
+                     for name in self.modalities}
+        self.encoders = nn.ModuleDict({
+            name: ViewEncoder(2 * RASTER_CHANNELS[name], config.channels)
+            for name in self.modalities
+        })
+        count = len(self.modalities)
+        features = count * config.channels[-1] + 2 * count + 3
+        self.trunk = nn.Sequential(
+            nn.Linear(features, config.hidden), nn.GELU(),
+            nn.Linear(config.hidden, config.hidden), nn.GELU(),
+        )
+        self.slots = nn.Linear(config.hidden, count * self.layers)
+        with torch.no_grad():  # start from "earlier blocks first", the order LayerDrop favours
+            self.slots.bias.copy_(-DEPTH_PRIOR * torch.arange(self.layers).repeat(count))
+        # Per modality: corrupted (logit), severity (logit), kind (logits); plus scene fog.
+        self.kind_counts = [len(corruption_kinds(name)) for name in self.modalities]
+        self.corruption = nn.Linear(config.hidden, 2 * count + sum(self.kind_counts) + 1)
+
+    def forward(
+        self, rasters: dict[str, torch.Tensor], quality: torch.Tensor, live: torch.Tensor,
+        budget: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """rasters: modality -> (B, C, h, w) (a missing one is treated as not live); quality and
+        live (B, modalities) in [0, 1]; budget (B,) fraction of the blocks' compute.
+
+        Returns "slots" (B, modalities, layers) log values, "corrupted" and "severity" logits
+        (B, modalities), "kind" modality -> (B, kinds) logits, "fog" (B,) logit."""
+        live = live.float()
+        features = []
+        for m, name in enumerate(self.modalities):
+            encoder = self.encoders[name]
+            if name in rasters:
+                feature = encoder(pooled_view(rasters[name].float(), self.pool[name]))
+                features.append(feature * live[:, m : m + 1])
+            else:
+                features.append(live.new_zeros(len(live), self.config.channels[-1]))
+        budget = budget.float().clamp(MIN_BUDGET, 1.0).view(-1, 1)
+        condition = torch.cat([budget, budget.sqrt(), budget.log() / math.log(MIN_BUDGET)], 1)
+        x = self.trunk(torch.cat([*features, quality.float() * live, live, condition], dim=1))
+        count = len(self.modalities)
+        outputs = {"slots": self.slots(x).view(-1, count, self.layers)}
+        corrupted, severity, kinds, fog = self.corruption(x).split(
+            [count, count, sum(self.kind_counts), 1], dim=1)
+        outputs.update(corrupted=corrupted, severity=severity, fog=fog.squeeze(1))
+        outputs["kind"] = dict(zip(self.modalities, kinds.split(self.kind_counts, dim=1),
+                                   strict=True))
+        return outputs

@@ -1,0 +1,212 @@
+"""Training the layer controller through the frozen detector: per sample a random budget and
+random live sensors, Gumbel top-k slot selection with straight-through gates, detection loss of
+the gated detector plus the corruption-prediction loss; AdamW with warmup and cosine decay,
+periodic checkpoints, resume, and per epoch the mAP of the learned allocator on corrupted
+validation scenes. The data, schedule and checkpoint plumbing are the detector trainer's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..evaluation.metrics import evaluate_detections
+from ..evaluation.runner import detect, evaluation_truth
+from ..model.allocation import first_blocks
+from ..model.checkpoint import load_checkpoint
+from ..model.inputs import prepare_inputs
+from ..quality import measure
+from ..training.cache import build_cache, frame_path, load_frames
+from ..training.config import config_to_dict
+from ..training.distributed import EpochSampler
+from ..training.layerdrop import DropSchedule
+from ..training.loss import detection_loss
+from ..training.trainer import (
+    EpochLoop,
+    Progress,
+    check_fresh,
+    check_resumable,
+    make_optimiser,
+    restore_training_state,
+    save_training_state,
+    seed_range,
+)
+from ..world.config import WorldConfig
+from .checkpoint import load_controller, save_controller
+from .config import ControllerTrainConfig
+from .costs import block_budget, flop_cost_table
+from .data import ControllerDataset, split_controller_batch
+from .labels import corruption_loss
+from .network import LayerController
+from .policy import LearnedAllocator
+from .selection import straight_through_gates
+
+VALIDATION_STREAM = 7  # seeds validation corruptions apart from training's (seed, epoch, index)
+
+
+class ControllerTrainer(EpochLoop):
+    label = "controller epoch"
+
+    def __init__(self, config: ControllerTrainConfig, resume: bool = False,
+                 show_progress: bool = True):
+        self.config = config
+        self.show = show_progress
+        torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.out = Path(config.out_dir)
+        self.detector, self.detector_document = load_checkpoint(config.detector)
+        self.detector.requires_grad_(False)  # frozen, in eval mode: only the gates learn
+        self.model_config = self.detector.config
+        self.modalities = self.model_config.modalities
+        self.table = flop_cost_table(self.detector)
+        self.manifests = self._prepare_data()
+        self.controller = LayerController(config.controller_config(), self.model_config)
+        schedule = config.schedule
+        self.steps_per_epoch = len(self.train_files) // schedule.batch_size
+        if schedule.epoch_steps is not None:
+            self.steps_per_epoch = min(self.steps_per_epoch, schedule.epoch_steps)
+        self.optimizer, self.scheduler = make_optimiser(
+            self.controller.parameters(), config.optimiser, self.steps_per_epoch * schedule.epochs)
+        self.absent = DropSchedule(modality_dropout=config.selection.absent_probability)
+        self.progress = Progress()
+        if resume:
+            self._resume()
+        else:
+            check_fresh(self.out)
+
+    def _prepare_data(self) -> dict:
+        data = self.config.data
+        world = WorldConfig(**data.world)
+        cache = Path(data.cache_dir)
+        splits = {"train": seed_range(data.train_seeds), "val": seed_range(data.val_seeds)}
+        manifests = {name: build_cache(cache / name, world, seeds, show_progress=self.show)
+                     for name, seeds in splits.items()}
+        self.train_files = [frame_path(cache / "train", s) for s in splits["train"]]
+        self.val_files = [frame_path(cache / "val", s) for s in splits["val"]]
+        return manifests
+
+    def _resume(self) -> None:
+        check_resumable(self.out)
+        controller, document = load_controller(self.out / "last")
+        self.progress = restore_training_state(self.out, document, self.config, self.optimizer,
+                                               self.scheduler)
+        self.controller.load_state_dict(controller.state_dict())
+
+    def metadata(self, metrics: dict | None = None) -> dict:
+        return {
+            "training": {
+                "config": config_to_dict(self.config),
+                "detector": self.config.detector,
+                "detector_step": self.detector_document.get("training", {}).get("step"),
+                "data_sha256": self.manifests["train"]["sha256"],
+                "step": self.progress.step,
+                "epoch": self.progress.epoch,
+                "samples_seen": self.progress.step * self.config.schedule.batch_size,
+            },
+            "metrics": metrics or {},
+        }
+
+    def save(self, name: str, metrics: dict | None = None) -> None:
+        """`<name>.safetensors/.json`; "last" also gets the optimiser state."""
+        save_controller(self.controller, self.out / name, self.metadata(metrics))
+        if name == "last":
+            save_training_state(self.out, self.optimizer, self.scheduler, self.progress)
+
+    @property
+    def trained(self) -> torch.nn.Module:
+        return self.controller
+
+    def epoch_loader(self, epoch: int) -> DataLoader:
+        dataset = ControllerDataset(
+            self.train_files, self.model_config, seed=self.config.seed,
+            corruptions=self.config.data.corruptions,
+            mirror_probability=self.config.data.mirror_probability,
+        )
+        dataset.set_epoch(epoch, corrupt=True)
+        schedule = self.config.schedule
+        sampler = EpochSampler(len(dataset), schedule.batch_size, self.config.seed, epoch,
+                               start_batch=self.progress.batch_in_epoch)
+        return DataLoader(dataset, batch_size=schedule.batch_size, sampler=sampler,
+                          num_workers=self.config.data.workers)
+
+    @staticmethod
+    def postfix(losses: dict[str, float]) -> dict[str, str]:
+        return {"loss": f"{losses['loss']:.3f}", "det": f"{losses['detection']:.3f}",
+                "cor": f"{losses['corruption']:.3f}"}
+
+    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        config, progress = self.config, self.progress
+        rasters, targets, labels = split_controller_batch(batch)
+        size = len(targets["mask"])
+        rng = np.random.default_rng([config.seed, progress.step])
+        present = self.absent.present(size, self.modalities, rng)
+        live = torch.stack([present[name] for name in self.modalities], dim=1)
+        fractions = 1.0 - rng.random(size)  # uniform on (0, 1]
+        outputs = self.controller(rasters, labels["quality"], live,
+                                  torch.from_numpy(fractions).float())
+        noise = torch.from_numpy(rng.gumbel(size=tuple(outputs["slots"].shape))).float()
+        gates = straight_through_gates(
+            outputs["slots"] + config.selection.gumbel_scale * noise, self.table,
+            torch.from_numpy(fractions * self.table.block_total()), live, self.modalities,
+            temperature=config.selection.temperature,
+        )
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            detections = self.detector(rasters, present=present, gates=gates)
+        detection = detection_loss({k: v.float() for k, v in detections.items()}, targets)
+        corruption = corruption_loss(outputs, labels, live, self.modalities)
+        loss = detection["loss"] + config.corruption_weight * corruption["total"]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.controller.parameters(), config.optimiser.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        progress.step += 1
+        progress.batch_in_epoch += 1
+        return {"loss": loss.item(), "detection": detection["loss"].item(),
+                "corruption": corruption["total"].item(),
+                "layers": float(sum(g.sum().item() for g in gates.values()) / size)}
+
+    def _evaluate_and_keep_best(self) -> dict:
+        metrics = self.validate()
+        tqdm.write(f"epoch {self.progress.epoch}: controller val mAP "
+                   f"{metrics['val_controller_map']:.4f} (equal split "
+                   f"{metrics['val_equal_split_map']:.4f})")
+        if metrics["val_controller_map"] > self.progress.best_map:
+            self.progress.best_map = metrics["val_controller_map"]
+            self.save("best", metrics)
+        return metrics
+
+    def validate(self) -> dict:
+        """mAP of the learned allocator and of an equal split at the validation budget, on the
+        first validation scenes, each corrupted by the training sampler (seeded per scene)."""
+        self.controller.eval()
+        allocator = LearnedAllocator(self.controller, self.table)
+        fraction = self.config.validation.budget
+        budget = block_budget(self.table, fraction=fraction)
+        layers = self.model_config.layers
+        equal = {name: first_blocks(max(1, int(fraction * layers))) for name in self.modalities}
+        results: dict[str, tuple[list, list]] = {"controller": ([], []), "equal_split": ([], [])}
+        truths, blocks = [], dict.fromkeys(self.modalities, 0)
+        files = self.val_files[: self.config.validation.scenes]
+        for index, path in enumerate(files):
+            rng = np.random.default_rng([self.config.seed, VALIDATION_STREAM, index])
+            frames, _ = self.config.data.corruptions.apply_with_spec(load_frames(path), rng)
+            inputs = prepare_inputs(frames, self.model_config)
+            quality = {name: q.score for name, q in measure(frames).items()}
+            allocation = allocator.allocate(inputs, quality, self.modalities, budget)
+            for name in self.modalities:
+                blocks[name] += len(allocation.get(name, ()))
+            results["controller"][0].append(detect(self.detector, inputs, allocation))
+            results["equal_split"][0].append(detect(self.detector, inputs, equal))
+            truths.append(evaluation_truth(frames, inputs, self.model_config))
+        self.controller.train()
+        metrics = {f"val_{name}_map": evaluate_detections(
+            predictions, truths, self.model_config.classes).to_dict()["mAP"] or 0.0
+            for name, (predictions, _) in results.items()}
+        metrics["val_budget"] = fraction
+        metrics["val_mean_blocks"] = {name: count / max(1, len(files))
+                                      for name, count in blocks.items()}
+        return metrics

@@ -1,0 +1,345 @@
+"""The learned layer controller: cost tables, slot selection and its straight-through gates, the
+controller network's size, its training run (save, resume) and the allocator built on it."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from torch.utils.data import default_collate
+from torch.utils.flop_counter import FlopCounterMode
+
+from adaptive_fusion.cli.main import main
+from adaptive_fusion.controller.checkpoint import load_controller, save_controller
+from adaptive_fusion.controller.config import load_controller_config
+from adaptive_fusion.controller.costs import (
+    CostTable,
+    CostTableError,
+    blank_inputs,
+    block_budget,
+    flop_cost_table,
+    measure_cost_table,
+)
+from adaptive_fusion.controller.data import ControllerDataset
+from adaptive_fusion.controller.labels import corruption_labels
+from adaptive_fusion.controller.network import ControllerConfig, LayerController, corruption_kinds
+from adaptive_fusion.controller.policy import LearnedAllocator
+from adaptive_fusion.controller.selection import select_slots, straight_through_gates
+from adaptive_fusion.controller.trainer import ControllerTrainer
+from adaptive_fusion.evaluation.runner import count_flops
+from adaptive_fusion.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from adaptive_fusion.model.config import ModelConfig
+from adaptive_fusion.model.detector import AdaptiveFusionDetector
+from adaptive_fusion.training.augment import CorruptionSampler
+from adaptive_fusion.training.trainer import ResumeError
+from adaptive_fusion.world.config import WorldConfig
+from adaptive_fusion.world.world import World
+
+torch.set_num_threads(1)
+MODALITIES = ("camera", "depth", "lidar")
+TINY = Path(__file__).resolve().parents[1] / "config" / "controller" / "tiny.yaml"
+UNIFORM = CostTable("gflops", {name: (1.0,) * 4 for name in MODALITIES}, fixed=2.0)
+
+
+@pytest.fixture(scope="module")
+def small_detector():
+    torch.manual_seed(0)
+    config = ModelConfig(image_width=128, image_height=96, dim=32, heads=2, layers=4)
+    return AdaptiveFusionDetector(config).eval()
+
+
+def test_select_slots_floor_when_budget_below_layer_zero():
+    scores = np.ones((3, 4))
+    allocation = select_slots(scores, UNIFORM, 0.5, MODALITIES, MODALITIES)
+    assert allocation == {"camera": (0,), "depth": (0,), "lidar": (0,)}
+
+
+def test_select_slots_dead_modality_gets_nothing_and_its_share_goes_elsewhere():
+    scores = np.array([[1, 9, 9, 9], [1, 1, 1, 1], [1, 2, 2, 2]], float)
+    allocation = select_slots(scores, UNIFORM, 5.0, ("depth", "lidar"), MODALITIES)
+    assert allocation == {"depth": (0,), "lidar": (0, 1, 2, 3)}  # 2 floors + 3 lidar blocks
+    allocation = select_slots(scores, UNIFORM, 6.0, ("depth", "lidar"), MODALITIES)
+    assert allocation == {"depth": (0, 1), "lidar": (0, 1, 2, 3)}
+
+
+def test_select_slots_orders_by_score_per_cost():
+    # Camera blocks cost 4, lidar blocks 1: a camera slot of score 3 is worth less per unit
+    # than a lidar slot of score 1, though its score is higher.
+    table = CostTable("ms", {"camera": (4.0,) * 3, "lidar": (1.0,) * 3}, fixed=0.0)
+    scores = np.array([[1.0, 3.0, 3.0], [1.0, 1.0, 1.0]])
+    assert select_slots(scores, table, 7.0, ("camera", "lidar"), ("camera", "lidar")) == {
+        "camera": (0,), "lidar": (0, 1, 2)}
+    # With 11 to spend the camera slot fits after the two lidar ones; a slot that does not fit
+    # is passed over for a cheaper one further down the order.
+    assert select_slots(scores, table, 11.0, ("camera", "lidar"), ("camera", "lidar")) == {
+        "camera": (0, 1), "lidar": (0, 1, 2)}
+    scores = np.array([[1.0, 9.0, 8.0], [1.0, 0.5, 0.1]])
+    assert select_slots(scores, table, 9.5, ("camera", "lidar"), ("camera", "lidar")) == {
+        "camera": (0, 1), "lidar": (0,)}
+
+
+def test_select_slots_fills_an_exact_budget():
+    table = CostTable("gflops", {name: (0.1,) * 4 for name in MODALITIES}, fixed=0.0)
+    scores = np.arange(12, dtype=float).reshape(3, 4)
+    allocation = select_slots(scores, table, 0.1 * 7, MODALITIES, MODALITIES)
+    assert table.allocation_cost(allocation) == pytest.approx(0.7)
+    assert allocation == {"camera": (0,), "depth": (0, 3), "lidar": (0, 1, 2, 3)}
+
+
+def test_select_slots_refuses_bad_input():
+    with pytest.raises(ValueError, match="shape"):
+        select_slots(np.ones((3, 3)), UNIFORM, 5.0, MODALITIES, MODALITIES)
+    with pytest.raises(ValueError, match="finite"):
+        select_slots(np.full((3, 4), np.nan), UNIFORM, 5.0, MODALITIES, MODALITIES)
+    with pytest.raises(ValueError, match="budget"):
+        select_slots(np.ones((3, 4)), UNIFORM, float("nan"), MODALITIES, MODALITIES)
+    with pytest.raises(ValueError, match="radar"):
+        select_slots(np.ones((3, 4)), UNIFORM, 5.0, ("radar",), MODALITIES)
+
+
+def test_cost_table_json_round_trip_and_bad_files(tmp_path):
+    table = CostTable("ms", {"camera": (1.5, 1.25), "lidar": (0.5, 0.75)}, fixed=3.0)
+    path = table.save(tmp_path / "costs.json")
+    assert CostTable.load(path) == table
+    assert table.block_total() == pytest.approx(4.0)
+    assert table.allocation_cost({"camera": (0, 1), "lidar": (1,)}) == pytest.approx(3.5)
+    with pytest.raises(CostTableError, match="block 2"):
+        table.allocation_cost({"camera": (2,)})
+    bad = {
+        "not json": "{",
+        "unit": json.dumps({**table.to_dict(), "unit": "joules"}),
+        "negative": json.dumps({**table.to_dict(), "block": {"camera": [1.0, -1.0]}}),
+        "nan": json.dumps({**table.to_dict(), "fixed": float("nan")}),
+        "missing": json.dumps({"unit": "ms", "block": {"camera": [1.0]}}),
+        "format": json.dumps({**table.to_dict(), "format": "something.else"}),
+    }
+    for name, text in bad.items():
+        (tmp_path / f"{name}.json").write_text(text)
+        with pytest.raises(CostTableError, match=f"{name}.json"):
+            CostTable.load(tmp_path / f"{name}.json")
+    with pytest.raises(CostTableError, match="cannot read"):
+        CostTable.load(tmp_path / "absent.json")
+
+
+def test_block_budget_fraction_latency_and_the_stricter_wins():
+    table = CostTable("ms", {"camera": (2.0,) * 4, "lidar": (2.0,) * 4}, fixed=5.0)
+    assert block_budget(table, fraction=0.25) == pytest.approx(4.0)
+    assert block_budget(table, latency_ms=12.0) == pytest.approx(7.0)
+    assert block_budget(table, fraction=0.5, latency_ms=12.0) == pytest.approx(7.0)
+    assert block_budget(table, fraction=0.25, latency_ms=12.0) == pytest.approx(4.0)
+    assert block_budget(table, latency_ms=3.0) == 0.0  # the deadline is gone on the fixed part
+    for kwargs in ({}, {"fraction": 0.0}, {"fraction": float("nan")}, {"fraction": 1.5},
+                   {"latency_ms": -1.0}, {"latency_ms": float("inf")}):
+        with pytest.raises(ValueError):
+            block_budget(table, **kwargs)
+    with pytest.raises(ValueError, match="in ms"):
+        block_budget(UNIFORM, latency_ms=10.0)
+
+
+def test_flop_cost_table_adds_up_to_counted_forward_flops(small_detector):
+    table = flop_cost_table(small_detector)
+    assert table.unit == "gflops" and set(table.block) == set(MODALITIES)
+    assert all(len(costs) == 4 and min(costs) > 0 for costs in table.block.values())
+    inputs = blank_inputs(small_detector.config)
+    for allocation in ({"camera": (0,), "depth": (0,), "lidar": (0,)},
+                       {"camera": (0, 2), "depth": (0, 1, 3), "lidar": (0, 1, 2, 3)}, None):
+        priced = table.fixed + table.allocation_cost(
+            allocation or {m: range(4) for m in MODALITIES})
+        assert count_flops(small_detector, inputs, allocation) / 1e9 == pytest.approx(priced)
+    assert flop_cost_table(small_detector) == table  # a count: deterministic
+
+
+def test_measure_cost_table_is_positive_milliseconds(small_detector):
+    table = measure_cost_table(small_detector, runs=3, threads=1)
+    assert table.unit == "ms" and table.fixed > 0
+    assert all(len(c) == 4 and min(c) > 0 for c in table.block.values())
+
+
+def test_straight_through_gates_equal_hard_selection_and_carry_gradient():
+    generator = torch.Generator().manual_seed(0)
+    table = CostTable("ms", {"camera": (1.0, 1.0, 2.0, 2.0), "depth": (1.0,) * 4,
+                             "lidar": (0.5,) * 4}, fixed=1.0)
+    logits = torch.randn(6, 3, 4, generator=generator, requires_grad=True)
+    budgets = torch.tensor([0.0, 2.0, 3.5, 5.0, 8.0, 100.0])
+    live = torch.ones(6, 3, dtype=torch.bool)
+    live[2, 1] = False
+    gates = straight_through_gates(logits, table, budgets, live, MODALITIES, temperature=0.5)
+    for b in range(6):
+        names = [m for i, m in enumerate(MODALITIES) if live[b, i]]
+        expected = select_slots(np.exp(logits[b].detach().double().numpy()), table,
+                                float(budgets[b]), names, MODALITIES)
+        for name in MODALITIES:
+            row = gates[name][b].detach().numpy()
+            assert set(row.tolist()) <= {0.0, 1.0}
+            assert tuple(np.flatnonzero(row)) == expected.get(name, ())
+    weights = torch.randn(3, 4, generator=generator)
+    loss = sum((gates[name] * weights[m]).sum() for m, name in enumerate(MODALITIES))
+    loss.backward()
+    grad = logits.grad
+    assert grad[:, :, 0].abs().max() == 0  # block 0 is never the budget's choice
+    assert grad[2, 1].abs().max() == 0  # nor is anything of a dead modality
+    assert grad[1:5, :, 1:].abs().sum() > 0  # the slots the budget decides learn
+
+
+def test_controller_costs_at_most_two_percent_of_the_default_detector():
+    model_config = ModelConfig()
+    controller = LayerController(ControllerConfig(), model_config)
+    inputs = blank_inputs(model_config)
+    rasters = {name: torch.from_numpy(r)[None] for name, r in inputs.rasters.items()}
+    with FlopCounterMode(display=False) as counter:
+        controller(rasters, torch.ones(1, 3), torch.ones(1, 3), torch.ones(1))
+    detector_flops = count_flops(AdaptiveFusionDetector(model_config).eval(), inputs)
+    assert detector_flops == pytest.approx(2.04e9, rel=0.01)
+    assert 0 < counter.get_total_flops() <= 0.02 * detector_flops
+
+
+def test_corruption_labels_from_the_augmentation_spec():
+    spec = {"camera": ("dead", 0.7), "lidar": ("beam_loss", 0.2), "scene": ("fog", 0.4)}
+    labels = corruption_labels(spec, MODALITIES)
+    np.testing.assert_allclose(labels["corrupted"], [1, 1, 1])
+    np.testing.assert_allclose(labels["severity"], [0.7, 0.4, 0.4])  # fog hits depth too
+    assert [corruption_kinds(m)[k] for m, k in zip(MODALITIES, labels["kind"], strict=True)] == [
+        "dead", "clean", "beam_loss"]
+    assert labels["fog"] == 1.0
+    clean = corruption_labels({}, MODALITIES)
+    assert clean["corrupted"].sum() == 0 and clean["kind"].sum() == 0 and clean["fog"] == 0
+
+
+def test_augmentation_spec_comes_with_the_same_frames_as_before(tmp_path):
+    world = World(WorldConfig())
+    frames = world.render(3)
+    sampler = CorruptionSampler(probability=1.0, fog_probability=1.0)
+    corrupted, spec = sampler.apply_with_spec(frames, np.random.default_rng(5))
+    assert set(spec) == {"camera", "depth", "lidar", "scene"}
+    plain = sampler.apply(frames, np.random.default_rng(5))  # the detector's path, unchanged
+    np.testing.assert_array_equal(plain.image, corrupted.image)
+    np.testing.assert_array_equal(plain.points, corrupted.points)
+
+
+@pytest.fixture(scope="module")
+def small_controller(small_detector):
+    torch.manual_seed(1)
+    return LayerController(ControllerConfig(channels=(8, 8), hidden=16),
+                           small_detector.config).eval()
+
+
+def test_learned_allocator_respects_budget_and_liveness(small_detector, small_controller):
+    inputs = blank_inputs(small_detector.config)
+    quality = {"camera": 0.2, "depth": 1.0, "lidar": 0.9}
+    tables = [flop_cost_table(small_detector),
+              CostTable("ms", {"camera": (3.0,) * 4, "depth": (1.0,) * 4, "lidar": (0.5,) * 4},
+                        fixed=4.0)]
+    for table in tables:
+        allocator = LearnedAllocator(small_controller, table)
+        for live in (MODALITIES, ("camera", "lidar"), ("depth",)):
+            floor = sum(table.block[name][0] for name in live)
+            for fraction in (0.05, 0.25, 0.5, 0.75, 1.0):
+                budget = block_budget(table, fraction=fraction)
+                allocation = allocator.allocate(inputs, quality, live, budget)
+                assert set(allocation) == set(live)
+                assert all(blocks[0] == 0 for blocks in allocation.values())
+                assert table.allocation_cost(allocation) <= max(budget, floor) + 1e-9
+                expected = select_slots(allocator.scores(inputs, quality, live, budget), table,
+                                        budget, live, MODALITIES)
+                assert allocation == expected
+            full = allocator.allocate(inputs, quality, live, table.block_total())
+            assert full == {name: (0, 1, 2, 3) for name in live}
+    with pytest.raises(ValueError, match="without a raster"):
+        allocator.allocate(blank_inputs(small_detector.config).__class__(
+            rasters={}, K=inputs.K, T_cam_lidar=inputs.T_cam_lidar), quality, ("camera",), 1.0)
+
+
+def test_controller_checkpoint_round_trip_and_refusals(tmp_path, small_controller):
+    save_controller(small_controller, tmp_path / "ctl", {"training": {}})
+    loaded, document = load_controller(tmp_path / "ctl.safetensors")
+    assert document["format"] == "adaptive_fusion.controller"
+    for name, tensor in small_controller.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor, rtol=0, atol=0)
+    document["controller"]["hidden"] = 32
+    (tmp_path / "ctl.json").write_text(json.dumps(document))
+    with pytest.raises(CheckpointError, match="weights"):
+        load_controller(tmp_path / "ctl")
+    (tmp_path / "ctl.json").write_text("{")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_controller(tmp_path / "ctl")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_controller(tmp_path / "absent")
+
+
+def tiny_controller_config(tmp_path: Path, detector: Path, out: str, steps: int) -> Path:
+    values = yaml.safe_load(TINY.read_text())
+    values.update(out_dir=str(tmp_path / out), detector=str(detector))
+    values["data"]["cache_dir"] = str(tmp_path / "cache")
+    values["schedule"]["max_steps"] = steps
+    path = tmp_path / f"{out}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def run_controller_training(path: Path, resume: bool = False) -> dict:
+    return ControllerTrainer(load_controller_config(path), resume=resume,
+                             show_progress=False).train()
+
+
+@pytest.fixture(scope="module")
+def tiny_detector_path(tmp_path_factory, small_detector):
+    path = tmp_path_factory.mktemp("detector") / "tiny"
+    save_checkpoint(small_detector, path, {})
+    return path
+
+
+def test_tiny_controller_training_saves_validates_and_resumes_exactly(tmp_path,
+                                                                       tiny_detector_path):
+    straight = tiny_controller_config(tmp_path, tiny_detector_path, "straight", 3)
+    first = run_controller_training(straight)
+    assert first["step"] == 3 and first["losses"]["loss"] > 0
+    document = json.loads((tmp_path / "straight" / "last.json").read_text())
+    assert document["training"]["step"] == 3 and len(document["training"]["data_sha256"]) == 64
+    best = json.loads((tmp_path / "straight" / "best.json").read_text())  # after epoch 0
+    assert best["metrics"]["val_budget"] == 0.25
+    assert 0 <= best["metrics"]["val_controller_map"] <= 1
+    assert sum(best["metrics"]["val_mean_blocks"].values()) >= 3  # layer 0 of each sensor
+
+    stopped = tiny_controller_config(tmp_path, tiny_detector_path, "stopped", 2)
+    run_controller_training(stopped)
+    with pytest.raises(ResumeError, match="--resume"):
+        run_controller_training(stopped)
+    values = yaml.safe_load(stopped.read_text())
+    stopped.write_text(yaml.safe_dump({**values, "corruption_weight": 2.0}))
+    with pytest.raises(ResumeError, match="different config"):
+        run_controller_training(stopped, resume=True)
+    values["schedule"]["max_steps"] = 3
+    stopped.write_text(yaml.safe_dump(values))
+    assert run_controller_training(stopped, resume=True)["step"] == 3
+    a = load_file(str(tmp_path / "straight" / "last.safetensors"))
+    b = load_file(str(tmp_path / "stopped" / "last.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
+    allocator = LearnedAllocator(tmp_path / "straight" / "last", flop_cost_table(
+        load_checkpoint(tiny_detector_path)[0]))
+    assert allocator.controller.layers == 4
+
+
+def test_controller_learns_the_corruption_of_a_batch(tmp_path, tiny_detector_path):
+    config = load_controller_config(
+        tiny_controller_config(tmp_path, tiny_detector_path, "overfit", None))
+    config.schedule.epochs = 100  # keep the learning rate up: no cosine decay within 40 steps
+    config.optimiser.lr = 1e-2
+    trainer = ControllerTrainer(config, show_progress=False)
+    dataset = ControllerDataset(trainer.train_files, trainer.model_config, seed=0,
+                                corruptions=config.data.corruptions)
+    dataset.set_epoch(0, corrupt=True)
+    batch = default_collate([dataset[i] for i in range(8)])
+    losses = [trainer.step(batch)["corruption"] for _ in range(40)]
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_train_controller_cli_names_a_missing_detector(tmp_path, capsys):
+    code = main(["train-controller", "--config", str(TINY), "--detector", str(tmp_path / "none"),
+                 "--out-dir", str(tmp_path / "out")])
+    assert code == 2
+    assert "none.json not found" in capsys.readouterr().out
