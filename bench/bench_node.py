@@ -184,8 +184,7 @@ def measure(node, feeder, model_path, frames, args) -> None:
         feeder.one(k)
     model, _ = load_checkpoint(model_path)
     layers = model.config.layers
-    pipeline = FusionPipeline(model, make_policy("quality_weighted", model.config.modalities,
-                                                 layers))  # fmt: skip
+    pipeline = FusionPipeline(model, make_policy("quality_weighted", model))
     pipeline_ms(pipeline, frames[:2], 1.0)  # warm-up
 
     print(f"\nend to end over DDS, {args.frames} sets per row, torch threads {args.threads}")

@@ -5,6 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from adaptive_fusion.controller.checkpoint import save_controller
+from adaptive_fusion.controller.network import ControllerConfig, LayerController
+from adaptive_fusion.model.checkpoint import CheckpointError
 from adaptive_fusion.model.coding import Boxes3D
 from adaptive_fusion.model.config import ModelConfig
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
@@ -17,6 +20,7 @@ from adaptive_fusion.runtime import (
     QualityWeightedPolicy,
     SensorFrame,
     blank_frame,
+    make_policy,
     resolve_budget,
 )
 from adaptive_fusion.runtime.overlay import draw_overlay
@@ -198,3 +202,30 @@ def test_overlay_draws_boxes_and_layer_bars(frames):
     filled = [np.mean(np.all(bar_row[i * slot : (i + 1) * slot] == (250, 200, 40), axis=1))
               for i in range(3)]  # fmt: skip
     assert filled[0] < filled[2] < filled[1]
+
+
+def test_controller_policy_runs_in_the_pipeline_within_the_budget(frames, tmp_path):
+    """The learned controller behind the runtime budget: it gets the frame's inputs, keeps
+    block 0 of every live modality, gives a dead one nothing and never exceeds the blocks the
+    budget allows; a missing or mismatched checkpoint is refused by name."""
+    torch.manual_seed(0)
+    model = AdaptiveFusionDetector(SMALL)
+    save_controller(LayerController(ControllerConfig(channels=(8, 8), hidden=16), SMALL),
+                    tmp_path / "controller", {})
+    policy = make_policy("controller", model, str(tmp_path / "controller"))
+    assert policy.name == "controller"
+    runner = FusionPipeline(model, policy)
+    for fraction, limit in ((1.0, 12), (0.5, 6), (0.25, 3)):
+        result = runner.run(sensor_frame(frames), fraction)
+        assert runner.timer.calls == sum(result.layers(MODALITIES).values()) <= limit
+        assert all(blocks[0] == 0 for blocks in result.allocation.values())
+    result = runner.run(sensor_frame(frames, depth=None), 0.5)
+    assert set(result.allocation) == {"camera", "lidar"} and runner.timer.calls <= 6
+    assert result.timings_ms["allocate"] > 0
+    with pytest.raises(CheckpointError):
+        make_policy("controller", model, str(tmp_path / "missing"))
+    other = AdaptiveFusionDetector(ModelConfig(dim=32, heads=2, layers=2))
+    with pytest.raises((CheckpointError, ValueError)):
+        make_policy("controller", other, str(tmp_path / "controller"))
+    with pytest.raises(ValueError, match="unknown allocation policy"):
+        make_policy("greedy", model)

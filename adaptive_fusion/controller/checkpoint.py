@@ -15,6 +15,7 @@ from .network import ControllerConfig, LayerController
 
 FORMAT = "adaptive_fusion.controller"
 FORMAT_VERSION = 1
+DEFAULT_CONTROLLER = Path(__file__).resolve().parent.parent / "models" / "controller.safetensors"
 
 
 def save_controller(controller: LayerController, path: str | Path, metadata: dict) -> Path:

@@ -122,6 +122,8 @@ PARAMETERS = (
     Spec("autostart", True, "main() configures and activates the node", read_only=True),
     Spec("model_path", "", "checkpoint (.safetensors + .json); '' = the packaged model",
          read_only=True),
+    Spec("controller_path", "", "layer controller checkpoint for policy 'controller'; '' = the "
+         "packaged controller", read_only=True),
     Spec("device", "cpu", "torch device for inference", read_only=True),
     Spec("threads", 0, "torch intra-op threads (0 = torch's default)", (0, 256), True),
     Spec("lidar_frame_id", "lidar", "the lidar's frame: the cloud's expected frame_id, and the "
@@ -174,6 +176,7 @@ class FusionNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__("fusion_node", **kwargs)
         self.pipeline: FusionPipeline | None = None
+        self._pending_policy = None  # built by the parameter check, installed by _apply
         self._active = False
         self._lock = threading.Lock()  # guards the mailbox and the statistics
         self._wake = threading.Condition(self._lock)
@@ -229,6 +232,11 @@ class FusionNode(LifecycleNode):
         if problem:
             return _reject(problem)
         for param in params:
+            if param.name == "policy" and self.pipeline is not None:
+                try:
+                    self._pending_policy = self._make_policy(param.value)
+                except (CheckpointError, ValueError) as error:
+                    return _reject(f"policy {param.value!r} unavailable: {error}")
             if param.name == "camera_from_lidar":
                 T = np.asarray(param.value, dtype=np.float64)
                 if (
@@ -242,9 +250,7 @@ class FusionNode(LifecycleNode):
     def _apply(self, params) -> None:
         names = {param.name for param in params}
         if self.pipeline is not None and "policy" in names:
-            config = self.pipeline.config
-            self.pipeline.policy = make_policy(self._param("policy"), config.modalities,
-                                               config.layers)  # fmt: skip
+            self.pipeline.policy = self._pending_policy
         if "max_future_stamp" in names:
             for guard in self._stamp_guards.values():
                 guard.max_future_s = self._param("max_future_stamp")
@@ -252,6 +258,10 @@ class FusionNode(LifecycleNode):
             self._rebuild_sync()
         if names & {"sync_slop", "max_future_stamp", "silence_timeout"}:
             self.monitor.config = self._monitor_config()
+
+    def _make_policy(self, name: str, model=None):
+        model = model if model is not None else self.pipeline.model
+        return make_policy(name, model, self._param("controller_path") or None)
 
     def _monitor_config(self) -> MonitorConfig:
         return MonitorConfig(
@@ -281,8 +291,11 @@ class FusionNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         if self._param("threads") > 0:
             torch.set_num_threads(self._param("threads"))
-        config = model.config
-        policy = make_policy(self._param("policy"), config.modalities, config.layers)
+        try:
+            policy = self._make_policy(self._param("policy"), model)
+        except (CheckpointError, ValueError) as error:
+            self.get_logger().error(f"cannot use policy {self._param('policy')!r}: {error}")
+            return TransitionCallbackReturn.FAILURE
         self.pipeline = FusionPipeline(model, policy, self._param("device"))
         self.pipeline.warm_up(blank_frame(self._warm_up_frame()))
         self._reset_state()
@@ -320,7 +333,7 @@ class FusionNode(LifecycleNode):
         self._stopping = False
         self._worker = threading.Thread(target=self._work, name="fusion_worker", daemon=True)
         self._worker.start()
-        blocks = self.pipeline.costs
+        blocks, config = self.pipeline.costs, model.config
         self.get_logger().info(
             f"configured: {path}, {config.layers} blocks x {len(config.modalities)} modalities, "
             f"policy {policy.name}; warm-up block {1e3 * blocks.block_s:.2f} ms, "

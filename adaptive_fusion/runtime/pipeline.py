@@ -103,15 +103,16 @@ class FusionPipeline:
         live = frame.present()
         quality = measure_quality(frame)
         after_quality = time.perf_counter()
-        budget = resolve_budget(fraction, latency_ms, self.costs, self.full_blocks, len(live))
-        allocation = self.policy.allocate(quality, live, budget.total_blocks)
         inputs = prepare_inputs(frame, self.config)
+        after_inputs = time.perf_counter()
+        budget = resolve_budget(fraction, latency_ms, self.costs, self.full_blocks, len(live))
+        allocation = self.policy.allocate(quality, live, budget.total_blocks, inputs)
         rasters = {
             name: torch.from_numpy(raster)[None].to(self.device)
             for name, raster in inputs.rasters.items()
             if name in allocation
         }
-        after_prepare = time.perf_counter()
+        after_allocate = time.perf_counter()
         self.timer.reset()
         with torch.inference_mode():
             outputs = self.model(rasters, allocation) if rasters else None
@@ -125,8 +126,9 @@ class FusionPipeline:
         self.costs.update(self.timer.seconds, self.timer.calls, end - start)
         timings = {
             "quality": after_quality - start,
-            "prepare": after_prepare - after_quality,
-            "model": after_model - after_prepare,
+            "prepare": after_inputs - after_quality,
+            "allocate": after_allocate - after_inputs,
+            "model": after_model - after_allocate,
             "blocks": self.timer.seconds,
             "decode": end - after_model,
             "total": end - start,

@@ -1,9 +1,10 @@
-"""Allocation policies: how many blocks each modality runs, given quality, liveness and a total.
+"""Allocation policies: which blocks each modality runs, given the frame, quality, liveness and
+the total number of blocks the budget allows.
 
-Both policies here are hand-made rules, named for what they do, standing in until the learned
-controller (issue 5) plugs in through the same `AllocationPolicy` signature. Counts become
-prefixes of each modality's block stack (block 0 always runs for a live modality), the order
-LayerDrop training makes meaningful.
+`controller` is the learned layer controller (adaptive_fusion.controller): it sees the frame's
+inputs, the quality and the budget, and picks any blocks. The two others are hand-made rules,
+named for what they do, that look at quality only; their counts become prefixes of each
+modality's block stack (block 0 always runs for a live modality).
 """
 
 from __future__ import annotations
@@ -13,14 +14,21 @@ from typing import Protocol
 
 import numpy as np
 
+from adaptive_fusion.controller.checkpoint import DEFAULT_CONTROLLER
+from adaptive_fusion.controller.costs import flop_cost_table
+from adaptive_fusion.controller.policy import LearnedAllocator
 from adaptive_fusion.model.allocation import Allocation, first_blocks
+from adaptive_fusion.model.checkpoint import CheckpointError
+from adaptive_fusion.model.detector import AdaptiveFusionDetector
+from adaptive_fusion.model.inputs import ModelInputs
 
 
 class AllocationPolicy(Protocol):
     name: str
 
     def allocate(
-        self, quality: Mapping[str, float], live: Sequence[str], total_blocks: int
+        self, quality: Mapping[str, float], live: Sequence[str], total_blocks: int,
+        inputs: ModelInputs | None = None,
     ) -> Allocation:
         """Blocks per live modality, at most `total_blocks` in all (at least one each)."""
 
@@ -38,7 +46,8 @@ class EqualSplitPolicy(_PolicyBase):
     name = "equal_split"
 
     def allocate(
-        self, quality: Mapping[str, float], live: Sequence[str], total_blocks: int
+        self, quality: Mapping[str, float], live: Sequence[str], total_blocks: int,
+        inputs: ModelInputs | None = None,
     ) -> Allocation:
         share = min(self.layers, max(1, total_blocks // len(self.modalities)))
         return {name: first_blocks(share) for name in self.modalities if name in live}
@@ -54,7 +63,8 @@ class QualityWeightedPolicy(_PolicyBase):
     name = "quality_weighted"
 
     def allocate(
-        self, quality: Mapping[str, float], live: Sequence[str], total_blocks: int
+        self, quality: Mapping[str, float], live: Sequence[str], total_blocks: int,
+        inputs: ModelInputs | None = None,
     ) -> Allocation:
         names = [name for name in self.modalities if name in live]
         if not names:
@@ -94,10 +104,43 @@ def _largest_remainder(weights: np.ndarray, total: int, caps: np.ndarray) -> np.
     return shares
 
 
-POLICIES = {policy.name: policy for policy in (QualityWeightedPolicy, EqualSplitPolicy)}
+class ControllerPolicy:
+    """The learned controller behind the runtime's block budget: `total_blocks` of the full
+    model's becomes the same fraction of the blocks' compute (the controller's budget input),
+    filled with the slots it values most per FLOP."""
+
+    name = "controller"
+
+    def __init__(self, allocator: LearnedAllocator, full_blocks: int):
+        self.allocator = allocator
+        self.full_blocks = full_blocks
+
+    def allocate(
+        self, quality: Mapping[str, float], live: Sequence[str], total_blocks: int,
+        inputs: ModelInputs | None = None,
+    ) -> Allocation:
+        if inputs is None:
+            raise ValueError("the controller policy needs the frame's model inputs")
+        budget = total_blocks / self.full_blocks * self.allocator.block_total
+        return self.allocator.allocate(inputs, quality, live, budget)
 
 
-def make_policy(name: str, modalities: Sequence[str], layers: int) -> AllocationPolicy:
-    if name not in POLICIES:
+POLICIES = ("controller", QualityWeightedPolicy.name, EqualSplitPolicy.name)
+
+
+def make_policy(
+    name: str, model: AdaptiveFusionDetector, controller_path: str | None = None
+) -> AllocationPolicy:
+    """The named policy for `model`; "controller" loads controller_path (default: the packaged
+    controller) and raises CheckpointError when it is missing or does not fit the model."""
+    config = model.config
+    if name == "controller":
+        allocator = LearnedAllocator(controller_path or DEFAULT_CONTROLLER, flop_cost_table(model))
+        if allocator.controller.model_config != config:
+            raise CheckpointError("the controller was trained for another detector "
+                                  f"({allocator.controller.model_config} vs {config})")
+        return ControllerPolicy(allocator, config.layers * len(config.modalities))
+    rules = {policy.name: policy for policy in (QualityWeightedPolicy, EqualSplitPolicy)}
+    if name not in rules:
         raise ValueError(f"unknown allocation policy {name!r}; known: {', '.join(POLICIES)}")
-    return POLICIES[name](modalities, layers)
+    return rules[name](config.modalities, config.layers)
