@@ -7,10 +7,11 @@ import torch
 
 from adaptive_fusion.controller.checkpoint import save_controller
 from adaptive_fusion.controller.network import ControllerConfig, LayerController
-from adaptive_fusion.model.checkpoint import CheckpointError
+from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint
 from adaptive_fusion.model.coding import Boxes3D
 from adaptive_fusion.model.config import ModelConfig
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
+from adaptive_fusion.model.inputs import prepare_inputs
 from adaptive_fusion.runtime import (
     BlockCosts,
     BudgetError,
@@ -229,3 +230,14 @@ def test_controller_policy_runs_in_the_pipeline_within_the_budget(frames, tmp_pa
         make_policy("controller", other, str(tmp_path / "controller"))
     with pytest.raises(ValueError, match="unknown allocation policy"):
         make_policy("greedy", model)
+
+
+def test_packaged_controller_fits_the_packaged_detector():
+    """policy:=controller works out of the box: the shipped controller was trained for the
+    shipped detector and gives every live modality its block 0 within the budget."""
+    model, _ = load_checkpoint(DEFAULT_MODEL)
+    policy = make_policy("controller", model)
+    inputs = prepare_inputs(World().render(5), model.config)
+    allocation = policy.allocate({"camera": 1.0, "depth": 1.0, "lidar": 1.0}, MODALITIES, 6,
+                                 inputs)
+    assert set(allocation) == set(MODALITIES) and sum(map(len, allocation.values())) <= 6

@@ -133,7 +133,13 @@ def _output(args: argparse.Namespace, report: dict, plot, summary) -> int:
 
 
 def run_sweep_command(args: argparse.Namespace, model) -> int:
-    from adaptive_fusion.controller.costs import CostTable, CostTableError, flop_cost_table
+    from adaptive_fusion.controller.costs import (
+        BudgetError,
+        CostTable,
+        CostTableError,
+        check_fraction,
+        flop_cost_table,
+    )
     from adaptive_fusion.evaluation.allocators import BASELINES, PrefixOracle
     from adaptive_fusion.evaluation.sweep import (
         DEFAULT_BUDGETS,
@@ -145,7 +151,6 @@ def run_sweep_command(args: argparse.Namespace, model) -> int:
         run_sweep,
     )
     from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError
-    from adaptive_fusion.runtime.budget import BudgetError, check_fraction
 
     default_methods = [*BASELINES, PrefixOracle.name]
     default_methods += ["controller"] if args.controller else []

@@ -25,7 +25,6 @@ from ..model.coding import decode
 from ..model.detector import AdaptiveFusionDetector
 from ..model.inputs import ModelInputs
 from ..model.tokenizers import RASTER_CHANNELS, raster_stride
-from ..runtime.budget import check_fraction
 
 UNITS = ("gflops", "ms")
 FORMAT = "adaptive_fusion.cost_table"
@@ -34,6 +33,18 @@ FORMAT_VERSION = 1
 
 class CostTableError(ValueError):
     """A cost table (or its file) that is malformed, or an allocation it cannot price."""
+
+
+
+class BudgetError(ValueError):
+    """A budget that is not a number in its range."""
+
+
+def check_fraction(value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value) or not 0.0 < value <= 1.0:
+        raise BudgetError(f"compute budget must be a fraction in (0, 1], got {value}")
+    return value
 
 
 @dataclass(frozen=True)

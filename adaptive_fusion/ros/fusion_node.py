@@ -39,6 +39,7 @@ from std_msgs.msg import Float32, Header
 from vision_msgs.msg import Detection3DArray, LabelInfo
 from visualization_msgs.msg import MarkerArray
 
+from adaptive_fusion.controller.costs import check_fraction
 from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint
 from adaptive_fusion.ros import filters, transport
 from adaptive_fusion.ros.conversions import (
@@ -87,7 +88,6 @@ from adaptive_fusion.runtime import (
     blank_frame,
     make_policy,
 )
-from adaptive_fusion.runtime.budget import check_fraction
 from adaptive_fusion.runtime.frame import check_depth, check_image
 from adaptive_fusion.runtime.overlay import draw_overlay
 from adaptive_fusion.world import WorldConfig

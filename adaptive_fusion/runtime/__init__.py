@@ -1,7 +1,8 @@
 """The per-frame fusion step without ROS: measure quality, pick an allocation for the budget, run
 only the allocated blocks, decode boxes. The ROS node and any other host drive it."""
 
-from adaptive_fusion.runtime.budget import BlockCosts, BudgetDecision, BudgetError, resolve_budget
+from adaptive_fusion.controller.costs import BudgetError
+from adaptive_fusion.runtime.budget import BlockCosts, BudgetDecision, resolve_budget
 from adaptive_fusion.runtime.frame import InputError, SensorFrame, check_frame
 from adaptive_fusion.runtime.pipeline import FusionPipeline, FusionResult, blank_frame
 from adaptive_fusion.runtime.policy import (

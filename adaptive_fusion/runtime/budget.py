@@ -15,19 +15,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from adaptive_fusion.controller.costs import check_fraction
+
 EWMA_WEIGHT = 0.2  # weight of the newest measurement: ~5 frames to follow a load change
 DEVIATION_MARGIN = 2.0  # mean absolute deviation ~0.8 sigma: 2x it is about the 95th percentile
-
-
-class BudgetError(ValueError):
-    """A budget that is not a number in its range."""
-
-
-def check_fraction(value: float) -> float:
-    value = float(value)
-    if not math.isfinite(value) or not 0.0 < value <= 1.0:
-        raise BudgetError(f"compute budget must be a fraction in (0, 1], got {value}")
-    return value
 
 
 @dataclass

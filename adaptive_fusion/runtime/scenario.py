@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from adaptive_fusion.runtime.budget import BudgetError, check_fraction
+from adaptive_fusion.controller.costs import BudgetError, check_fraction
 from adaptive_fusion.runtime.simulation import corruption_kinds
 from adaptive_fusion.world.frames import MODALITIES
 
