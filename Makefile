@@ -21,9 +21,10 @@ test: lint
 	VENV=$(VENV) scripts/run_tests.sh
 
 # the README's first command: simulated sensors + fusion_node through config/scenarios/demo.yaml
-# with the shipped model (adaptive_fusion/models/default.*), a live table, runs/demo/timeline.png
+# with the shipped model and layer controller (adaptive_fusion/models/), a live table,
+# runs/demo/timeline.png
 demo: $(STAMP)
-	$(VENV)/bin/adaptive-fusion demo
+	$(VENV)/bin/adaptive-fusion demo --policy controller
 
 clean-venv:
 	rm -rf $(VENV)

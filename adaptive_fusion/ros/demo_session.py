@@ -120,6 +120,8 @@ class DemoSession:
                        "-p", "diagnostics_period:=0.5"]  # fmt: skip
         if args.model:
             fusion_args += ["-p", f"model_path:={Path(args.model).resolve()}"]
+        if args.policy:
+            fusion_args += ["-p", f"policy:={args.policy}"]
         fusion = self._start("fusion_node", fusion_args)
         transport.use_profile()  # this process listens over DDS too, with the same transports
         context = Context()
