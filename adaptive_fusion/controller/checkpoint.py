@@ -9,7 +9,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from ..model.checkpoint import CheckpointError, checkpoint_paths
+from ..model.checkpoint import CheckpointError, checkpoint_paths, read_json
 from ..model.config import ModelConfig
 from .network import ControllerConfig, LayerController
 
@@ -34,12 +34,7 @@ def load_controller(path: str | Path) -> tuple[LayerController, dict]:
     """Rebuild the controller from `<stem>.json`, load `<stem>.safetensors` strictly; returns it
     in eval mode with the JSON document."""
     weights_path, json_path = checkpoint_paths(path)
-    try:
-        document = json.loads(json_path.read_text())
-    except OSError as error:
-        raise CheckpointError(f"cannot read controller config {json_path}: {error}") from error
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{json_path} is not valid JSON: {error}") from error
+    document = read_json(json_path, CheckpointError, "controller config")
     if document.get("format") != FORMAT or document.get("version") != FORMAT_VERSION:
         raise CheckpointError(f"{json_path} is not an {FORMAT} v{FORMAT_VERSION} checkpoint "
                               f"(format={document.get('format')!r})")

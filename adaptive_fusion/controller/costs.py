@@ -21,6 +21,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
+from ..model.checkpoint import read_json
 from ..model.coding import decode
 from ..model.detector import AdaptiveFusionDetector
 from ..model.inputs import ModelInputs
@@ -120,12 +121,7 @@ class CostTable:
     @classmethod
     def load(cls, path: str | Path) -> CostTable:
         path = Path(path)
-        try:
-            document = json.loads(path.read_text())
-        except OSError as error:
-            raise CostTableError(f"cannot read cost table {path}: {error}") from error
-        except json.JSONDecodeError as error:
-            raise CostTableError(f"{path} is not valid JSON: {error}") from error
+        document = read_json(path, CostTableError, "cost table")
         try:
             return cls.from_dict(document)
         except CostTableError as error:

@@ -48,14 +48,21 @@ def save_checkpoint(model: AdaptiveFusionDetector, path: str | Path, metadata: d
     return weights_path
 
 
+def read_json(path: str | Path, error: type[Exception], what: str) -> dict:
+    """A JSON file's document; an unreadable or malformed file raises `error`, naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as cause:
+        raise error(f"cannot read {what} {path}: {cause}") from cause
+    except json.JSONDecodeError as cause:
+        raise error(f"{path} is not valid JSON: {cause}") from cause
+
+
 def read_metadata(path: str | Path) -> dict:
     _, json_path = checkpoint_paths(path)
     if not json_path.is_file():
         raise CheckpointError(f"checkpoint config {json_path} not found")
-    try:
-        document = json.loads(json_path.read_text())
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{json_path} is not valid JSON: {error}") from error
+    document = read_json(json_path, CheckpointError, "checkpoint config")
     if document.get("format") != FORMAT or document.get("version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{json_path} is not an {FORMAT} v{FORMAT_VERSION} checkpoint "
