@@ -19,7 +19,7 @@ from ..model.allocation import first_blocks
 from ..model.checkpoint import load_checkpoint
 from ..model.inputs import prepare_inputs
 from ..quality import measure
-from ..training.cache import build_cache, frame_path, load_frames
+from ..training.cache import load_frames
 from ..training.config import config_to_dict
 from ..training.distributed import EpochSampler
 from ..training.layerdrop import DropSchedule
@@ -27,14 +27,13 @@ from ..training.loss import detection_loss
 from ..training.trainer import (
     EpochLoop,
     Progress,
+    cached_splits,
     check_fresh,
     check_resumable,
     make_optimiser,
     restore_training_state,
     save_training_state,
-    seed_range,
 )
-from ..world.config import WorldConfig
 from .checkpoint import load_controller, save_controller
 from .config import ControllerTrainConfig
 from .costs import block_budget, flop_cost_table
@@ -62,7 +61,8 @@ class ControllerTrainer(EpochLoop):
         self.model_config = self.detector.config
         self.modalities = self.model_config.modalities
         self.table = flop_cost_table(self.detector)
-        self.manifests = self._prepare_data()
+        self.manifests, self.train_files, self.val_files = cached_splits(config.data,
+                                                                         self.show)
         self.controller = LayerController(config.controller_config(), self.model_config)
         schedule = config.schedule
         self.steps_per_epoch = len(self.train_files) // schedule.batch_size
@@ -76,17 +76,6 @@ class ControllerTrainer(EpochLoop):
             self._resume()
         else:
             check_fresh(self.out)
-
-    def _prepare_data(self) -> dict:
-        data = self.config.data
-        world = WorldConfig(**data.world)
-        cache = Path(data.cache_dir)
-        splits = {"train": seed_range(data.train_seeds), "val": seed_range(data.val_seeds)}
-        manifests = {name: build_cache(cache / name, world, seeds, show_progress=self.show)
-                     for name, seeds in splits.items()}
-        self.train_files = [frame_path(cache / "train", s) for s in splits["train"]]
-        self.val_files = [frame_path(cache / "val", s) for s in splits["val"]]
-        return manifests
 
     def _resume(self) -> None:
         check_resumable(self.out)

@@ -185,9 +185,10 @@ class AdaptiveFusionDetector(nn.Module):
         rows, cols = config.grid
         token_map = x.transpose(1, 2).reshape(batch, config.dim, rows, cols)
         measured, has_measured = self._measured_depth(rasters, live, batch)
-        zeros = torch.zeros(batch, config.stem_channels, *config.head_grid, device=x.device,
-                            dtype=x.dtype)
-        features = [zeros if feature is None else feature for feature in features]
+        if any(feature is None for feature in features):  # only then: this is the hot path
+            zeros = torch.zeros(batch, config.stem_channels, *config.head_grid, device=x.device,
+                                dtype=x.dtype)
+            features = [zeros if feature is None else feature for feature in features]
         return self.head(token_map, features, measured, has_measured)
 
     def _measured_depth(

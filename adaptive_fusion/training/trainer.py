@@ -48,6 +48,24 @@ def seed_range(bounds: list[int]) -> list[int]:
     return list(range(start, stop))
 
 
+def cached_splits(data, show_progress: bool, context=None) -> tuple[dict, list, list]:
+    """The config's train and validation scenes, rendered into the cache the first time:
+    (manifests by split, train files, validation files). Under a distributed context rank 0
+    renders while the other ranks wait, then every rank reads."""
+    world = WorldConfig(**data.world)
+    cache = Path(data.cache_dir)
+    splits = {"train": seed_range(data.train_seeds), "val": seed_range(data.val_seeds)}
+    if context is None or context.is_main:
+        for name, seeds in splits.items():
+            build_cache(cache / name, world, seeds, show_progress=show_progress)
+    if context is not None:
+        context.barrier()
+    manifests = {name: build_cache(cache / name, world, seeds, False)
+                 for name, seeds in splits.items()}
+    files = {name: [frame_path(cache / name, s) for s in seeds] for name, seeds in splits.items()}
+    return manifests, files["train"], files["val"]
+
+
 def learning_rate_factor(step: int, warmup: int, total: int) -> float:
     """Linear warmup, then cosine decay to zero at `total` steps."""
     if step < warmup:
@@ -147,7 +165,8 @@ class Trainer(EpochLoop):
         torch.manual_seed(config.seed)
         self.out = Path(config.out_dir)
         self.model_config = config.model_config()
-        self.manifests = self._prepare_data()
+        self.manifests, self.train_files, self.val_files = cached_splits(
+            config.data, self.show, self.context)
         self.model = AdaptiveFusionDetector(self.model_config).to(self.context.device)
         if config.init_from:
             self._initialise_from(config.init_from)
@@ -165,21 +184,6 @@ class Trainer(EpochLoop):
         if self.context.world_size > 1:
             # Skipped blocks get no gradient in that step: DDP must not wait for them.
             self.network = DistributedDataParallel(self.model, find_unused_parameters=True)
-
-    def _prepare_data(self) -> dict:
-        data = self.config.data
-        world = WorldConfig(**data.world)
-        cache = Path(data.cache_dir)
-        splits = {"train": seed_range(data.train_seeds), "val": seed_range(data.val_seeds)}
-        if self.context.is_main:  # one renderer; the other ranks wait and then read
-            for name, seeds in splits.items():
-                build_cache(cache / name, world, seeds, show_progress=self.show)
-        self.context.barrier()
-        manifests = {name: build_cache(cache / name, world, seeds, False)
-                     for name, seeds in splits.items()}
-        self.train_files = [frame_path(cache / "train", s) for s in splits["train"]]
-        self.val_files = [frame_path(cache / "val", s) for s in splits["val"]]
-        return manifests
 
     def _initialise_from(self, path: str) -> None:
         source, _ = load_checkpoint(path)
