@@ -2,6 +2,7 @@
 input rasters and checkpoints."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -165,6 +166,28 @@ def test_lidar_raster_keeps_nearest_point_per_pixel():
     assert raster[3].sum() == 1.0 and raster[3, row, col] == 1.0
     assert raster[2, row, col] == pytest.approx(0.3)  # intensity of the nearer point
     assert raster[1, row, col] == pytest.approx(xyz[1, 2] / 3.0)
+
+
+def test_head_kernel_sets_how_far_a_cell_sees():
+    """A change in one head cell's skip features moves only that cell with a 1x1 head, and its
+    8 neighbours too (but nothing further) with a 3x3 one."""
+    rows, cols = SMALL.head_grid
+    tokens = torch.randn(1, SMALL.dim, *SMALL.grid)
+    features = [torch.randn(1, SMALL.stem_channels, rows, cols) for _ in SMALL.modalities]
+    measured, has = torch.rand(1, 1, rows, cols), torch.ones(1, 1, rows, cols)
+    for kernel, reach in ((1, 0), (3, 1)):
+        torch.manual_seed(0)
+        head = AdaptiveFusionDetector(replace(SMALL, head_kernel=kernel)).head.eval()
+        nudged = [f.clone() for f in features]
+        nudged[0][0, :, 3, 4] += 1.0
+        with torch.no_grad():
+            moved = (head(tokens, nudged, measured, has)["heatmap"]
+                     - head(tokens, features, measured, has)["heatmap"]).abs().sum(dim=(0, 1))
+        r, c = torch.nonzero(moved > 1e-6, as_tuple=True)
+        box = tuple(int(v) for v in (r.min(), r.max(), c.min(), c.max()))
+        assert box == (3 - reach, 3 + reach, 4 - reach, 4 + reach)
+    with pytest.raises(ValueError, match="head_kernel"):
+        replace(SMALL, head_kernel=2).validate()
 
 
 def test_checkpoint_round_trip_and_refusals(tmp_path, model):

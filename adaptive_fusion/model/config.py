@@ -16,6 +16,7 @@ class ModelConfig:
     head_stride: int = 8  # pixels per detection head cell: finer than the tokens, for small objects
     stem_channels: int = 32  # channels of each modality's stem at the head stride
     head_channels: int = 64
+    head_kernel: int = 1  # spatial kernel of the head's hidden layer; 1 = a per-cell MLP
     dim: int = 128
     heads: int = 4
     mlp_ratio: int = 2
@@ -74,6 +75,8 @@ class ModelConfig:
             if self.head_stride % (2 * stride):
                 raise ValueError(f"raster stride {stride} is not at most half the head stride "
                                  f"{self.head_stride}, as a multiple")
+        if self.head_kernel < 1 or self.head_kernel % 2 == 0:
+            raise ValueError(f"head_kernel {self.head_kernel} must be odd and >= 1")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
         if self.layers < 1:

@@ -64,9 +64,11 @@ class ModalityStream(nn.Module):
 
 class DetectionHead(nn.Module):
     """Fused tokens -> per head cell maps: the tokens, projected and upsampled, plus the stems'
-    features and the measured depth of the cell, through a two-layer per-cell MLP. Every layer is
-    a 1x1 convolution on a small map: at batch 1 on a CPU each extra operation costs more in
-    overhead than in arithmetic, and the head runs at every budget."""
+    features and the measured depth of the cell, through two small convolutions. The hidden one
+    is head_kernel wide: a 3x3 lets a cell see its neighbours, which places a peak between the
+    two head cells a token spans (about 0.25 ms at batch 1); the others are 1x1, because at batch
+    1 on a CPU each extra operation costs more in overhead than in arithmetic, and the head runs
+    at every budget."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -75,7 +77,8 @@ class DetectionHead(nn.Module):
         self.project = nn.Conv2d(config.dim, channels, 1)
         # The stems' features side by side (zeros for an absent modality) + measured depth, has.
         self.skip = nn.Conv2d(len(config.modalities) * config.stem_channels + 2, channels, 1)
-        self.mix = nn.Conv2d(channels, channels, 1)
+        kernel = config.head_kernel
+        self.mix = nn.Conv2d(channels, channels, kernel, padding=kernel // 2)
         self.out = nn.Conv2d(channels, len(config.classes) + sum(REGRESSION_CHANNELS.values()), 1)
         self.classes = len(config.classes)
         with torch.no_grad():
@@ -110,6 +113,22 @@ def nearest_measured_depth(
     return nearest, (nearest < NO_MEASUREMENT).to(raster.dtype)
 
 
+def apply_presence(
+    keep: torch.Tensor, tokens: torch.Tensor, feature: torch.Tensor, absent: torch.Tensor,
+    name: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One modality's tokens and stem features under its per-sample presence `keep` (B,): bool
+    selects its tokens or the absent token; a float weight in [0, 1] blends them."""
+    if keep.dtype == torch.bool:
+        return (torch.where(keep.view(-1, 1, 1), tokens, absent),
+                feature * keep.view(-1, 1, 1, 1).to(feature.dtype))
+    if not keep.is_floating_point() or not bool(((keep >= 0) & (keep <= 1)).all()):
+        raise ValueError(f"present[{name!r}] must be bool or a float weight in [0, 1]")
+    weight = keep.view(-1, 1, 1)
+    return (weight * tokens + (1 - weight) * absent,
+            feature * weight.view(-1, 1, 1, 1).to(feature.dtype))
+
+
 class AdaptiveFusionDetector(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -137,8 +156,11 @@ class AdaptiveFusionDetector(nn.Module):
 
         allocation: modality -> block indices or count (default: all blocks of every modality);
             a modality left out of it or given no blocks is treated as absent.
-        present: optional modality -> (B,) bool; False replaces that sample's modality by the
-            absent token (per-sample modality dropout in training; costs no extra compute).
+        present: optional modality -> (B,) bool or float weight in [0, 1]. False replaces that
+            sample's modality by the absent token (per-sample modality dropout in training; costs
+            no extra compute); a weight w blends them, w * its tokens + (1 - w) * the absent
+            token, with its stem features and measured depth scaled by w (at 0 and 1 exactly
+            the bool's result): the differentiable path of a controller's decision to run it.
         gates: optional modality -> (B, layers) weights in [0, 1] that scale each block's update
             per sample instead of skipping blocks (all blocks are computed): the differentiable
             path a layer controller is trained through. A modality's allocation still decides
@@ -146,24 +168,47 @@ class AdaptiveFusionDetector(nn.Module):
         Returns per head cell maps: "heatmap" logits (B, classes, rows, cols) and the regression
         maps of REGRESSION_CHANNELS, each (B, channels, rows, cols).
         """
+        return self.fuse_streams(self.run_streams(rasters, allocation, gates), rasters, present)
+
+    def run_streams(
+        self,
+        rasters: Mapping[str, torch.Tensor],
+        allocation: Mapping[str, int | Sequence[int]] | None = None,
+        gates: Mapping[str, torch.Tensor] | None = None,
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The first half of `forward`: modality -> (stem features, tokens) of every modality
+        that has a raster and blocks. Public so that several presence patterns can be fused
+        from one run of the streams (fuse_streams)."""
         config = self.config
         if allocation is None:
             allocation = full_allocation(config.modalities, config.layers)
         allocation = normalise_allocation(allocation, config.modalities, config.layers)
+        return {name: stream(rasters[name], allocation[name],
+                             None if gates is None else gates.get(name))
+                for name, stream in self.streams.items()
+                if name in rasters and name in allocation}
+
+    def fuse_streams(
+        self,
+        streams: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+        rasters: Mapping[str, torch.Tensor],
+        present: Mapping[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The second half of `forward`: run_streams' outputs, each modality's presence applied
+        (see forward), fused, and the head."""
+        config = self.config
         batch = self._batch_size(rasters)
         tokens, features, live = [], [], {}
         for name, stream in self.streams.items():
             absent = stream.absent.expand(batch, config.tokens, config.dim)
-            if name not in rasters or name not in allocation:
+            if name not in streams:
                 tokens.append(absent)
                 features.append(None)
                 continue
-            gate = None if gates is None else gates.get(name)
-            feature, x = stream(rasters[name], allocation[name], gate)
+            feature, x = streams[name]
             keep = None if present is None else present.get(name)
             if keep is not None:
-                x = torch.where(keep.view(-1, 1, 1), x, absent)
-                feature = feature * keep.view(-1, 1, 1, 1).to(feature.dtype)
+                x, feature = apply_presence(keep, x, feature, absent, name)
             tokens.append(x)
             features.append(feature)
             live[name] = keep
