@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from adaptive_fusion.evaluation.metrics import (
+    assign_frame,
     average_precision,
     evaluate_detections,
     match_frame,
+    ranked_hits,
 )
 from adaptive_fusion.model.coding import Boxes3D
 
@@ -54,6 +56,40 @@ def test_match_frame_greedy_by_score_to_nearest_unmatched():
     assert match_frame(pred, scores, gt, 2.0).tolist() == [False, True]
     assert match_frame(pred, scores, gt, 4.0).tolist() == [True, True]
     assert match_frame(pred, scores, gt, 1.0).tolist() == [True, False]
+
+
+def test_assign_frame_names_the_matched_truth():
+    gt = np.array([[0.0, 0.0, 0.0], [3.0, 0.0, 0.0]])
+    pred = np.array([[2.9, 0.0, 0.0], [0.2, 0.0, 0.0], [9.0, 0.0, 0.0]])
+    assert assign_frame(pred, np.array([0.9, 0.5, 0.7]), gt, 1.0).tolist() == [1, 0, -1]
+    assert assign_frame(pred, np.ones(3), np.zeros((0, 3)), 1.0).tolist() == [-1, -1, -1]
+
+
+def test_ranked_hits_ignores_what_lies_outside_the_counted_subset():
+    # Truth: A (counted), B (not counted). P1 on A: TP. P2 on B: ignored. P3 unmatched and
+    # counted: FP. P4 unmatched, not counted: ignored. A pedestrian prediction is another class.
+    truth = [boxes([[5, 0, 0], [25, 0, 0]], [0, 0])]
+    prediction = [boxes([[5.3, 0, 0], [25.2, 0, 0], [15, 0, 0], [40, 0, 0], [5, 0, 0]],
+                        [0, 0, 0, 0, 1], [0.9, 0.8, 0.95, 0.6, 0.99])]
+    hits = ranked_hits(prediction, truth, 0, 1.0, counted_truth=[np.array([True, False])],
+                       counted_predictions=[np.array([True, True, True, False, True])])
+    assert hits.scores.tolist() == pytest.approx([0.9, 0.95])
+    assert hits.true_positive.tolist() == [True, False]
+    assert hits.num_ground_truth == 1
+    # Ranked FP (0.95) then TP (0.9): AP = 1 * 1/2.
+    assert hits.average_precision() == pytest.approx(0.5)
+    # Without a prediction subset every unmatched detection counts: P4 is a FP too.
+    assert len(ranked_hits(prediction, truth, 0, 1.0,
+                           counted_truth=[np.array([True, False])]).scores) == 3
+    # Nothing restricted: the plain metric (both truths, P2 a TP as well).
+    plain = ranked_hits(prediction, truth, 0, 1.0)
+    assert plain.num_ground_truth == 2 and plain.true_positive.sum() == 2
+
+
+def test_evaluate_detections_rejects_subset_masks_of_the_wrong_size():
+    truth = [boxes([[5, 0, 0]], [0])]
+    with pytest.raises(ValueError, match="counted_truth needs one bool per box"):
+        evaluate_detections(truth, truth, CLASSES, counted_truth=[np.array([True, False])])
 
 
 def test_match_frame_uses_bev_distance_only():

@@ -7,7 +7,10 @@ with nuScenes-style matching by BEV centre distance (0.5, 1, 2, 4 m): at one lay
 methods (full, equal_split, modality_selection, random, oracle, controller) at fractions of the
 blocks' compute, with the blocks each gives each modality. The oracle tries every prefix
 combination, (layers + 1)^3 per scene and condition (several seconds each on one core): it sets
-the sweep's time. The issue-5 table:
+the sweep's time. With --breakdown (one allocation) it also says why mAP is what it is: AP per
+distance and visibility band, what class confusion costs, and the radial/lateral, yaw and size
+errors of the true positives (evaluation/breakdown.py), in the JSON, the text and a second PNG
+<plot stem>_breakdown.png. The issue-5 table:
 
   adaptive-fusion evaluate --methods full,equal_split,modality_selection,random,oracle,controller
       --budgets 0.125,0.25,0.5,0.75,1 --conditions clean,single,mixed,dead --severities 1
@@ -47,6 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", help="write a PNG here: mAP per condition (or, in a sweep, mAP "
                                        "against budget per condition and blocks per modality)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--breakdown", nargs="?", const="clean", metavar="CONDITIONS",
+                        help="one allocation: break the score down (AP by distance and "
+                             "visibility band, class confusion, localisation errors) for these "
+                             "evaluated conditions, comma separated, or 'all' (default: clean); "
+                             "with --plot also writes <plot stem>_breakdown[_condition].png")
+    parser.add_argument("--distance-bands", default="0,10,20,30",
+                        help="breakdown: BEV distance band edges in metres (last band open)")
+    parser.add_argument("--visibility-bands", default="0,0.1,0.5,0.8",
+                        help="breakdown: visibility band edges (last band up to 1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
                              "--controller) lets each method choose its own")
         if not sweep and args.costs is not None:
             raise ValueError("--costs prices the budgets of a sweep: add --methods or --budgets")
+        if sweep and args.breakdown is not None:
+            raise ValueError("--breakdown explains one allocation's score: drop --methods, "
+                             "--budgets and --controller")
         if args.frames < 1:
             raise ValueError("--frames must be at least 1")
         model, _ = load_checkpoint(args.model or DEFAULT_MODEL)
@@ -85,7 +100,8 @@ def _conditions(args: argparse.Namespace):
 
 
 def run_single(args: argparse.Namespace, model) -> int:
-    from adaptive_fusion.evaluation.report import evaluate_conditions, plot_report
+    from adaptive_fusion.evaluation.breakdown import Bands
+    from adaptive_fusion.evaluation.report import evaluate_conditions
     from adaptive_fusion.model.allocation import AllocationError, parse_allocation
     from adaptive_fusion.model.checkpoint import DEFAULT_MODEL
 
@@ -93,17 +109,67 @@ def run_single(args: argparse.Namespace, model) -> int:
     try:
         allocation = parse_allocation(args.layers or "1.0", config.modalities, config.layers)
         conditions = _conditions(args)
+        explained = _breakdown_conditions(args.breakdown, [c.name for c in conditions])
+        distance = Bands.parse(args.distance_bands, " m")
+        visibility = Bands.parse(args.visibility_bands)
     except (AllocationError, ValueError) as error:
         print(f"error: {error}")
         return 2
     frame_sets = _test_scenes(args)
     report = evaluate_conditions(model, frame_sets, conditions, allocation,
-                                 latency_runs=args.latency_runs, show_progress=not args.json)
+                                 latency_runs=args.latency_runs, show_progress=not args.json,
+                                 breakdown_for=explained, distance=distance,
+                                 visibility=visibility)
     report["model"] = str(args.model or DEFAULT_MODEL)
-    return _output(args, report, plot_report, lambda: _single_summary(report, config, args))
+    if args.plot and explained:
+        report["breakdown_plots"] = _breakdown_plot_paths(args.plot, explained)
+    return _output(args, report, lambda r, path: _plot_single(r, path, config),
+                   lambda: _single_summary(report, config, args))
+
+
+def _breakdown_conditions(text: str | None, evaluated: list[str]) -> list[str]:
+    """The condition names --breakdown asks for, checked against those evaluated."""
+    if text is None:
+        return []
+    names = evaluated if text.strip() == "all" else [n.strip() for n in text.split(",")
+                                                     if n.strip()]
+    unknown = [n for n in names if n not in evaluated]
+    if unknown or not names:
+        raise ValueError(f"--breakdown: {', '.join(unknown) or 'nothing'} is not among the "
+                         f"evaluated conditions ({', '.join(evaluated)})")
+    return list(dict.fromkeys(names))
+
+
+def _breakdown_plot_paths(plot: str, conditions: list[str]) -> dict[str, str]:
+    """<stem>_breakdown.png for one condition, <stem>_breakdown_<condition>.png for several."""
+    import re
+    from pathlib import Path
+
+    path = Path(plot)
+    if len(conditions) == 1:
+        return {conditions[0]: str(path.with_name(f"{path.stem}_breakdown.png"))}
+    safe = {name: re.sub(r"[^\w.@-]+", "_", name) for name in conditions}  # ':' and '+' out
+    return {name: str(path.with_name(f"{path.stem}_breakdown_{safe[name]}.png"))
+            for name in conditions}
+
+
+def _plot_single(report: dict, path: str, config) -> None:
+    from pathlib import Path
+
+    from adaptive_fusion.evaluation.breakdown import plot_breakdown
+    from adaptive_fusion.evaluation.report import plot_report
+
+    plot_report(report, path)
+    for name, breakdown_path in report.get("breakdown_plots", {}).items():
+        metrics = report["conditions"][name]
+        plot_breakdown(metrics["breakdown"], config.classes, breakdown_path,
+                       title=f"why mAP is {metrics['mAP'] or 0:.3f}: condition {name}, "
+                             f"{report['frames']} scenes, model {Path(report['model']).name}")
 
 
 def _single_summary(report: dict, config, args: argparse.Namespace) -> str:
+    from adaptive_fusion.evaluation.breakdown import format_breakdown
+
     lines = [
         f"model {report['model']}, {report['frames']} scenes, layers {report['allocation']}",
         f"FLOPs {report['flops'] / 1e9:.3f} G ({100 * report['flops_fraction_of_full']:.0f}% "
@@ -116,6 +182,12 @@ def _single_summary(report: dict, config, args: argparse.Namespace) -> str:
         aps = [metrics["AP_per_class"][c] for c in classes]
         cells = "".join(f"{'-' if a is None else f'{a:.3f}':>12}" for a in aps)
         lines.append(f"{name:<28}{metrics['mAP'] or 0:>7.3f}{cells}")
+    for name, metrics in report["conditions"].items():
+        if "breakdown" in metrics:
+            lines += ["", f"== breakdown of {name}",
+                      format_breakdown(metrics["breakdown"], classes)]
+    for name, path in report.get("breakdown_plots", {}).items():
+        lines.append(f"breakdown plot of {name} written to {path}")
     return "\n".join(lines)
 
 

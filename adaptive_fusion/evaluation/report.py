@@ -1,9 +1,11 @@
 """An evaluation report: one model, one layer allocation, a fixed set of rendered test scenes, and
 a list of conditions (clean, dead sensors, corruptions at severities, several at once). Gives mAP
-per condition and class plus the allocation's FLOPs and latency; renders a PNG bar chart. The
-budget sweep (sweep.py) reuses its conditions and test scenes."""
+per condition and class plus the allocation's FLOPs and latency; renders a PNG bar chart. For
+chosen conditions it adds the breakdown of breakdown.py (AP by distance and visibility, class
+confusion, localisation errors) from the same predictions. The budget sweep (sweep.py) reuses its
+conditions and test scenes."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from tqdm import tqdm
@@ -14,7 +16,9 @@ from ..world.config import WorldConfig
 from ..world.corruptions import CORRUPTIONS, SCENE_EVENTS, corrupt
 from ..world.frames import FrameSet
 from ..world.world import World
-from .runner import count_flops, measure_latency, score_frames
+from .breakdown import DISTANCE_BANDS, VISIBILITY_BANDS, Bands, breakdown
+from .metrics import evaluate_detections
+from .runner import count_flops, detect_frames, measure_latency, score_frames
 
 TEST_FIRST_SEED = 2_000_000  # test scenes never overlap training (0..) or validation (1e6..)
 
@@ -96,16 +100,26 @@ def render_test_set(count: int, first_seed: int = TEST_FIRST_SEED,
 def evaluate_conditions(
     model: AdaptiveFusionDetector, frame_sets: Sequence[FrameSet], conditions: Sequence[Condition],
     allocation: Mapping[str, Sequence[int]] | None, latency_runs: int = 50,
-    show_progress: bool = False,
+    show_progress: bool = False, breakdown_for: Collection[str] = (),
+    distance: Bands = DISTANCE_BANDS, visibility: Bands = VISIBILITY_BANDS,
 ) -> dict:
-    """The full report as a JSON-ready dict."""
+    """The full report as a JSON-ready dict; the conditions named in `breakdown_for` also get a
+    "breakdown" (breakdown.py, with these bands)."""
     results = {}
     for condition in tqdm(conditions, desc="conditions", disable=not show_progress):
         corrupted = (
             corrupt(frames, condition.as_spec(), seed=i) if condition.spec else frames
             for i, frames in enumerate(frame_sets)
         )
-        results[condition.name] = score_frames(model, corrupted, allocation).to_dict()
+        if condition.name not in breakdown_for:
+            results[condition.name] = score_frames(model, corrupted, allocation).to_dict()
+            continue
+        run = detect_frames(model, corrupted, allocation)
+        classes = model.config.classes
+        results[condition.name] = {
+            **evaluate_detections(run.predictions, run.truths, classes).to_dict(),
+            "breakdown": breakdown(run, classes, distance, visibility),
+        }
     inputs = prepare_inputs(frame_sets[0], model.config)
     flops = count_flops(model, inputs, allocation)
     full_flops = count_flops(model, inputs, None)

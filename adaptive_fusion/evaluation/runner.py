@@ -3,6 +3,7 @@ ground truth the head can represent, mAP, FLOPs and measured latency of that all
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -15,11 +16,16 @@ from ..world.frames import FrameSet
 from .metrics import DetectionMetrics, evaluate_detections
 
 
+def evaluated_objects(frames: FrameSet, inputs: ModelInputs, config) -> np.ndarray:
+    """Which of frames.objects count as ground truth: those whose centre projects into the image
+    within max_depth, the boxes a camera-grid detector can report (the rest are outside its field
+    of view). Index other per-object fields (visibility, 2D boxes) with it."""
+    return assignable(frames.objects.centers, inputs.K, inputs.T_cam_lidar, config)
+
+
 def evaluation_truth(frames: FrameSet, inputs: ModelInputs, config) -> Boxes3D:
-    """Ground truth boxes whose centre projects into the image within max_depth: the boxes a
-    camera-grid detector can report (the rest are outside its field of view)."""
-    boxes = boxes_from_objects(frames.objects)
-    return boxes.select(assignable(boxes.centers, inputs.K, inputs.T_cam_lidar, config))
+    """The ground truth boxes of evaluated_objects."""
+    return boxes_from_objects(frames.objects).select(evaluated_objects(frames, inputs, config))
 
 
 def batch_of_one(inputs: ModelInputs, model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -37,17 +43,43 @@ def detect(
                   score_threshold=score_threshold)
 
 
+@dataclass
+class DetectedFrames:
+    """Predictions and ground truth of a run over frame sets, with what a breakdown of the
+    score needs per frame: the visibility of each ground truth box and the camera centre (the
+    detector's viewpoint) in the lidar frame."""
+
+    predictions: list[Boxes3D] = field(default_factory=list)
+    truths: list[Boxes3D] = field(default_factory=list)
+    visibility: list[np.ndarray] = field(default_factory=list)
+    viewpoints: list[np.ndarray] = field(default_factory=list)
+
+
+def detect_frames(
+    model: AdaptiveFusionDetector, frame_sets: Iterable[FrameSet],
+    allocation: Mapping[str, Sequence[int]] | None = None,
+) -> DetectedFrames:
+    """The model's predictions at this allocation over the frame sets (batch size 1, as
+    deployed), next to their ground truth."""
+    run = DetectedFrames()
+    for frames in frame_sets:
+        inputs = prepare_inputs(frames, model.config)
+        evaluated = evaluated_objects(frames, inputs, model.config)
+        run.predictions.append(detect(model, inputs, allocation))
+        run.truths.append(boxes_from_objects(frames.objects).select(evaluated))
+        run.visibility.append(frames.objects.visibility[evaluated])
+        R, t = inputs.T_cam_lidar[:3, :3], inputs.T_cam_lidar[:3, 3]
+        run.viewpoints.append(-R.T @ t)
+    return run
+
+
 def score_frames(
     model: AdaptiveFusionDetector, frame_sets: Iterable[FrameSet],
     allocation: Mapping[str, Sequence[int]] | None = None,
 ) -> DetectionMetrics:
     """mAP of the model at this allocation over the frame sets (batch size 1, as deployed)."""
-    predictions, truths = [], []
-    for frames in frame_sets:
-        inputs = prepare_inputs(frames, model.config)
-        predictions.append(detect(model, inputs, allocation))
-        truths.append(evaluation_truth(frames, inputs, model.config))
-    return evaluate_detections(predictions, truths, model.config.classes)
+    run = detect_frames(model, frame_sets, allocation)
+    return evaluate_detections(run.predictions, run.truths, model.config.classes)
 
 
 @torch.inference_mode()
