@@ -1,5 +1,7 @@
 """The learned layer controller: cost tables, slot selection and its straight-through gates, the
-controller network's size, its training run (save, resume) and the allocator built on it."""
+use decision that may switch a live sensor off (its straight-through weights, the detector's soft
+presence, the "dropping it helps" target), the controller network's size, its training run (save,
+resume) and the allocator built on it, in evaluation and in the runtime pipeline."""
 
 import json
 from pathlib import Path
@@ -13,7 +15,11 @@ from torch.utils.data import default_collate
 from torch.utils.flop_counter import FlopCounterMode
 
 from adaptive_fusion.cli.main import main
-from adaptive_fusion.controller.checkpoint import load_controller, save_controller
+from adaptive_fusion.controller.checkpoint import (
+    DEFAULT_CONTROLLER,
+    load_controller,
+    save_controller,
+)
 from adaptive_fusion.controller.config import load_controller_config
 from adaptive_fusion.controller.costs import (
     CostTable,
@@ -27,13 +33,22 @@ from adaptive_fusion.controller.data import ControllerDataset
 from adaptive_fusion.controller.labels import corruption_labels
 from adaptive_fusion.controller.network import ControllerConfig, LayerController, corruption_kinds
 from adaptive_fusion.controller.policy import LearnedAllocator
-from adaptive_fusion.controller.selection import select_slots, straight_through_gates
+from adaptive_fusion.controller.selection import (
+    modalities_to_run,
+    run_mask,
+    select_slots,
+    straight_through_gates,
+    straight_through_use,
+)
 from adaptive_fusion.controller.trainer import ControllerTrainer
+from adaptive_fusion.controller.usage import absent_losses, dropping_helps, use_loss
 from adaptive_fusion.evaluation.runner import count_flops
 from adaptive_fusion.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from adaptive_fusion.model.config import ModelConfig
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
+from adaptive_fusion.runtime import FusionPipeline, SensorFrame, make_policy
 from adaptive_fusion.training.augment import CorruptionSampler
+from adaptive_fusion.training.loss import detection_loss, per_sample_detection_loss
 from adaptive_fusion.training.trainer import ResumeError
 from adaptive_fusion.world.config import WorldConfig
 from adaptive_fusion.world.world import World
@@ -186,14 +201,18 @@ def test_straight_through_gates_equal_hard_selection_and_carry_gradient():
 
 def test_controller_costs_at_most_two_percent_of_the_default_detector():
     model_config = ModelConfig()
-    controller = LayerController(ControllerConfig(), model_config)
     inputs = blank_inputs(model_config)
     rasters = {name: torch.from_numpy(r)[None] for name, r in inputs.rasters.items()}
-    with FlopCounterMode(display=False) as counter:
-        controller(rasters, torch.ones(1, 3), torch.ones(1, 3), torch.ones(1))
     detector_flops = count_flops(AdaptiveFusionDetector(model_config).eval(), inputs)
     assert detector_flops == pytest.approx(2.04e9, rel=0.01)
-    assert 0 < counter.get_total_flops() <= 0.02 * detector_flops
+    flops = []
+    for config in (ControllerConfig(), ControllerConfig(may_skip_live=True)):
+        with FlopCounterMode(display=False) as counter:
+            LayerController(config, model_config)(rasters, torch.ones(1, 3), torch.ones(1, 3),
+                                                  torch.ones(1))
+        flops.append(counter.get_total_flops())
+    assert 0 < flops[0] < flops[1] <= 0.01 * detector_flops  # the use head: 2 x 128 x 3 more
+    assert flops[1] - flops[0] == 2 * 128 * 3
 
 
 def test_corruption_labels_from_the_augmentation_spec():
@@ -301,7 +320,9 @@ def test_tiny_controller_training_saves_validates_and_resumes_exactly(tmp_path,
     best = json.loads((tmp_path / "straight" / "best.json").read_text())  # after epoch 0
     assert best["metrics"]["val_budget"] == 0.25
     assert 0 <= best["metrics"]["val_controller_map"] <= 1
-    assert sum(best["metrics"]["val_mean_blocks"].values()) >= 3  # layer 0 of each sensor
+    assert sum(best["metrics"]["val_mean_blocks"].values()) >= 1  # at least one sensor runs
+    assert set(best["metrics"]["val_run_fraction"]) == set(MODALITIES)
+    assert first["losses"]["use"] > 0 and 0 <= first["losses"]["switched_off"] <= 1
 
     stopped = tiny_controller_config(tmp_path, tiny_detector_path, "stopped", 2)
     run_controller_training(stopped)
@@ -321,7 +342,7 @@ def test_tiny_controller_training_saves_validates_and_resumes_exactly(tmp_path,
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
     allocator = LearnedAllocator(tmp_path / "straight" / "last", flop_cost_table(
         load_checkpoint(tiny_detector_path)[0]))
-    assert allocator.controller.layers == 4
+    assert allocator.controller.layers == 4 and allocator.controller.config.may_skip_live
 
 
 def test_controller_learns_the_corruption_of_a_batch(tmp_path, tiny_detector_path):
@@ -334,8 +355,20 @@ def test_controller_learns_the_corruption_of_a_batch(tmp_path, tiny_detector_pat
                                 corruptions=config.data.corruptions)
     dataset.set_epoch(0, corrupt=True)
     batch = default_collate([dataset[i] for i in range(8)])
-    losses = [trainer.step(batch)["corruption"] for _ in range(40)]
+    steps = [trainer.step(batch) for _ in range(40)]
+    losses = [step["corruption"] for step in steps]
     assert losses[-1] < 0.5 * losses[0], losses
+    # The use head fits "dropping it helps" too, from its prior (logit 2: keep), more slowly:
+    # each step's loss is that of a fresh Gumbel-sigmoid sample of live sensors and decisions.
+    uses = [step["use"] for step in steps]
+    assert np.mean(uses[-10:]) < 0.8 * np.mean(uses[:5]), uses
+    # The strict rule trains through the same step: no use head, every live sensor runs.
+    config.controller["may_skip_live"] = False
+    config.out_dir = str(tmp_path / "strict")
+    strict = ControllerTrainer(config, show_progress=False)
+    assert strict.controller.use is None
+    step = strict.step(batch)
+    assert "use" not in step and step["layers"] >= 2  # block 0 of each live one (2 or 3)
 
 
 def test_train_controller_cli_names_a_missing_detector(tmp_path, capsys):
@@ -343,3 +376,221 @@ def test_train_controller_cli_names_a_missing_detector(tmp_path, capsys):
                  "--out-dir", str(tmp_path / "out")])
     assert code == 2
     assert "none.json not found" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------ switching a live sensor off
+
+
+def test_a_switched_off_live_modality_gets_nothing_and_its_budget_goes_to_the_others():
+    scores = np.array([[1, 9, 9, 9], [1, 1, 1, 1], [1, 2, 2, 2]], float)
+    run = modalities_to_run(np.array([-0.5, 1.0, 2.0]), MODALITIES, MODALITIES)
+    assert run == ("depth", "lidar")
+    # the camera's best slots are not taken: its block 0 and share go to depth and lidar
+    assert select_slots(scores, UNIFORM, 5.0, run, MODALITIES) == {
+        "depth": (0,), "lidar": (0, 1, 2, 3)}
+    # the strict rule (no use logits): every live modality keeps block 0, as before
+    assert modalities_to_run(None, MODALITIES, MODALITIES) == MODALITIES
+    assert select_slots(scores, UNIFORM, 5.0, MODALITIES, MODALITIES) == {
+        "camera": (0, 1, 2), "depth": (0,), "lidar": (0,)}
+    # a dead modality never runs, whatever its logit; with every live logit negative the best
+    # live one still runs; with nothing live nothing does
+    assert modalities_to_run(np.array([3.0, -1.0, 1.0]), ("depth", "lidar"), MODALITIES) == (
+        "lidar",)
+    assert modalities_to_run(np.array([5.0, -1.0, -2.0]), ("depth", "lidar"), MODALITIES) == (
+        "depth",)
+    assert modalities_to_run(np.array([-3.0, -1.0, -2.0]), MODALITIES, MODALITIES) == ("depth",)
+    assert modalities_to_run(np.array([1.0, 1.0, 1.0]), (), MODALITIES) == ()
+    batch = run_mask(np.array([[1.0, -1.0, 2.0], [-2.0, -1.0, -3.0]]),
+                     np.array([[True, True, False], [True, False, True]]))
+    assert batch.tolist() == [[True, False, False], [True, False, False]]
+
+
+def test_use_and_gates_forward_equal_the_deployed_choice_and_carry_gradient():
+    generator = torch.Generator().manual_seed(0)
+    table = CostTable("ms", {"camera": (1.0, 1.0, 2.0, 2.0), "depth": (1.0,) * 4,
+                             "lidar": (0.5,) * 4}, fixed=1.0)
+    size = 8
+    use_logits = torch.randn(size, 3, generator=generator, requires_grad=True)
+    slots = torch.randn(size, 3, 4, generator=generator)
+    live = torch.ones(size, 3, dtype=torch.bool)
+    live[2, 1] = live[5, 0] = False
+    budgets = torch.linspace(0.0, 10.0, size)
+    run, weights = straight_through_use(use_logits, live, temperature=0.5)
+    gates = straight_through_gates(slots, table, budgets, run, MODALITIES, temperature=0.5)
+    switched_off = 0
+    for b in range(size):
+        names = [m for i, m in enumerate(MODALITIES) if live[b, i]]
+        chosen = modalities_to_run(use_logits[b].detach().numpy(), names, MODALITIES)
+        assert weights[b].tolist() == [float(name in chosen) for name in MODALITIES]
+        assert run[b].tolist() == [name in chosen for name in MODALITIES]
+        expected = select_slots(np.exp(slots[b].double().numpy()), table, float(budgets[b]),
+                                chosen, MODALITIES)
+        for name in MODALITIES:
+            assert tuple(np.flatnonzero(gates[name][b].numpy())) == expected.get(name, ())
+        switched_off += len(names) - len(chosen)
+    assert switched_off >= 3  # the case under test happens
+    (weights * torch.randn(size, 3, generator=generator)).sum().backward()
+    grad = use_logits.grad
+    assert grad[2, 1] == 0 and grad[5, 0] == 0  # dead: fixed at 0
+    assert (grad[live] != 0).all()  # every live decision learns, taken or not
+
+
+def random_batch(config: ModelConfig, size: int, seed: int) -> tuple[dict, dict]:
+    """Rasters of the model's shapes and detection targets with a few objects, random."""
+    generator = torch.Generator().manual_seed(seed)
+    rasters = {name: torch.rand(size, *raster.shape, generator=generator)
+               for name, raster in blank_inputs(config).rasters.items()}
+    rows, cols = config.head_grid
+    heatmap = 0.5 * torch.rand(size, len(config.classes), rows, cols, generator=generator)
+    mask = torch.zeros(size, rows, cols)
+    for b in range(size):
+        row, col = (int(v) for v in torch.randint(0, min(rows, cols), (2,), generator=generator))
+        heatmap[b, b % len(config.classes), row, col] = 1.0
+        mask[b, row, col] = 1.0
+    regression = torch.randn(size, 8, rows, cols, generator=generator)
+    return rasters, {"heatmap": heatmap, "mask": mask, "regression": regression}
+
+
+def test_soft_presence_equals_bool_at_0_and_1_and_carries_gradient(small_detector):
+    rasters, _ = random_batch(small_detector.config, 3, seed=2)
+    keep = torch.tensor([True, False, True])
+    flags = {"camera": keep, "lidar": ~keep}
+    with torch.no_grad():
+        hard = small_detector(rasters, present=flags)
+        soft = small_detector(rasters, present={k: v.float() for k, v in flags.items()})
+        halfway = small_detector(rasters, present={"lidar": torch.full((3,), 0.5)})
+        on = small_detector(rasters)
+        off = small_detector(rasters, present={"lidar": torch.zeros(3, dtype=torch.bool)})
+    for key in hard:
+        torch.testing.assert_close(soft[key], hard[key], rtol=0, atol=0)
+    assert not torch.equal(halfway["heatmap"], on["heatmap"])
+    assert not torch.equal(halfway["heatmap"], off["heatmap"])
+    weight = torch.tensor([0.0, 0.5, 1.0], requires_grad=True)
+    small_detector(rasters, present={"lidar": weight})["heatmap"].sum().backward()
+    assert (weight.grad != 0).all()
+    with pytest.raises(ValueError, match="lidar"):
+        small_detector(rasters, present={"lidar": torch.tensor([0.0, 1.5, 1.0])})
+
+
+def test_dropping_helps_where_the_loss_without_the_modality_is_lower():
+    with_all = torch.tensor([1.0, 1.0, 2.0, 1.0])
+    dropped = torch.tensor([[0.5, 1.5, 1.0], [2.0, 0.9, 1.0], [3.0, 3.0, 1.0], [0.1, 0.1, 0.1]])
+    live = torch.tensor([[1, 1, 1], [1, 0, 1], [1, 1, 1], [0, 0, 1]], dtype=torch.bool)
+    helps, counted = dropping_helps(with_all, dropped, live)
+    assert helps.tolist() == [[True, False, False], [False, False, False],
+                              [False, False, True], [False, False, False]]
+    # the only live sensor runs whatever its logit: not counted
+    assert counted.tolist() == [[True] * 3, [True, False, True], [True] * 3, [False] * 3]
+    right = torch.where(helps, -10.0, 10.0)
+    assert use_loss(right, helps, counted) < 1e-3
+    assert use_loss(-right, helps, counted) == pytest.approx(10.0, abs=1e-3)
+    wrong_where_uncounted = torch.where(counted, right, -right)
+    assert use_loss(wrong_where_uncounted, helps, counted) == use_loss(right, helps, counted)
+
+
+def test_absent_losses_are_the_detectors_own_and_flag_a_lidar_of_pure_noise(small_detector):
+    config = small_detector.config
+    rasters, targets = random_batch(config, 3, seed=3)
+    generator = torch.Generator().manual_seed(4)
+    rasters["lidar"][0] = 1e3 * torch.randn(rasters["lidar"][0].shape, generator=generator)
+    live = torch.tensor([[1, 1, 1], [1, 0, 1], [0, 1, 1]], dtype=torch.bool)
+    with_all, dropped = absent_losses(small_detector, rasters, targets, live, MODALITIES)
+    present = {name: live[:, m] for m, name in enumerate(MODALITIES)}
+    with torch.no_grad():
+        outputs = small_detector(rasters, present=present)
+        torch.testing.assert_close(with_all, per_sample_detection_loss(outputs, targets))
+        for b in range(3):  # each sample's loss on its own is the batch loss of a batch of one
+            one = detection_loss({k: v[b : b + 1] for k, v in outputs.items()},
+                                 {k: v[b : b + 1] for k, v in targets.items()})
+            assert with_all[b].item() == pytest.approx(one["loss"].item(), rel=1e-5)
+        for m, name in enumerate(MODALITIES):
+            absent = {**present, name: torch.zeros(3, dtype=torch.bool)}
+            expected = per_sample_detection_loss(small_detector(rasters, present=absent),
+                                                 targets)
+            expected = torch.where(live[:, m], expected, with_all)
+            torch.testing.assert_close(dropped[:, m], expected)
+    helps, counted = dropping_helps(with_all, dropped, live)
+    assert helps[0, 2] and counted[0, 2]  # a lidar raster of huge noise: better without it
+    assert dropped[0, 2] < 0.5 * with_all[0]
+
+
+def test_a_controller_saved_without_may_skip_live_loads_with_the_strict_rule(tmp_path,
+                                                                            small_detector):
+    shipped, _ = load_controller(DEFAULT_CONTROLLER)  # the shipped one may switch sensors off
+    assert shipped.config.may_skip_live and shipped.use is not None
+    config = small_detector.config
+    save_controller(LayerController(ControllerConfig(channels=(8, 8), hidden=16), config),
+                    tmp_path / "old", {})
+    document = json.loads((tmp_path / "old.json").read_text())
+    del document["controller"]["may_skip_live"]
+    (tmp_path / "old.json").write_text(json.dumps(document))
+    old, _ = load_controller(tmp_path / "old")
+    assert not old.config.may_skip_live
+    inputs = blank_inputs(config)
+    rasters = {name: torch.from_numpy(r)[None] for name, r in inputs.rasters.items()}
+    assert "use" not in old(rasters, torch.ones(1, 3), torch.ones(1, 3), torch.ones(1))
+    allocator = LearnedAllocator(old, flop_cost_table(small_detector))
+    assert set(allocator.allocate(inputs, {}, MODALITIES, 0.0)) == set(MODALITIES)
+
+    torch.manual_seed(3)
+    skipping = LayerController(ControllerConfig(channels=(8, 8), hidden=16, may_skip_live=True),
+                               config)
+    save_controller(skipping, tmp_path / "new", {})
+    loaded, document = load_controller(tmp_path / "new")
+    assert loaded.config.may_skip_live and document["controller"]["may_skip_live"] is True
+    for name, tensor in skipping.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor, rtol=0, atol=0)
+    assert loaded(rasters, torch.ones(1, 3), torch.ones(1, 3), torch.ones(1))["use"].shape == (
+        1, 3)
+    document["controller"]["may_skip_live"] = False  # its use head has no place there
+    (tmp_path / "new.json").write_text(json.dumps(document))
+    with pytest.raises(CheckpointError, match="use"):
+        load_controller(tmp_path / "new")
+    with pytest.raises(ValueError, match="may_skip_live"):
+        ControllerConfig.from_dict({"may_skip_live": "yes"})
+
+
+def switching_camera_off(model_config: ModelConfig) -> LayerController:
+    """A controller that may skip live sensors, its use head set to switch the camera off."""
+    torch.manual_seed(1)
+    controller = LayerController(
+        ControllerConfig(channels=(8, 8), hidden=16, may_skip_live=True), model_config).eval()
+    with torch.no_grad():
+        controller.use.weight.zero_()
+        controller.use.bias.copy_(torch.tensor([-5.0, 5.0, 5.0]))
+    return controller
+
+
+def test_learned_allocator_leaves_a_switched_off_live_modality_out(small_detector):
+    inputs = blank_inputs(small_detector.config)
+    quality = {"camera": 0.2, "depth": 1.0, "lidar": 0.9}
+    table = flop_cost_table(small_detector)
+    allocator = LearnedAllocator(switching_camera_off(small_detector.config), table)
+    for fraction in (0.05, 0.25, 0.5, 1.0):
+        budget = block_budget(table, fraction=fraction)
+        values, run = allocator.decide(inputs, quality, MODALITIES, budget)
+        assert run == ("depth", "lidar")
+        allocation = allocator.allocate(inputs, quality, MODALITIES, budget)
+        assert allocation == select_slots(values, table, budget, run, MODALITIES)
+        assert "camera" not in allocation and set(allocation) == {"depth", "lidar"}
+    assert allocator.allocate(inputs, quality, MODALITIES, table.block_total()) == {
+        "depth": (0, 1, 2, 3), "lidar": (0, 1, 2, 3)}
+    assert set(allocator.allocate(inputs, quality, ("camera",), 0.0)) == {"camera"}  # only one
+
+
+def test_runtime_pipeline_reports_a_switched_off_sensor_with_zero_blocks(tmp_path):
+    config = ModelConfig(dim=32, heads=2, layers=4)
+    torch.manual_seed(0)
+    model = AdaptiveFusionDetector(config)
+    save_controller(switching_camera_off(config), tmp_path / "controller", {})
+    pipeline = FusionPipeline(model, make_policy("controller", model, str(tmp_path / "controller")))
+    frames = World().render(4)
+    frame = SensorFrame(image=frames.image, depth=frames.depth, points=frames.points,
+                        calib=frames.calib, lidar=frames.lidar)
+    for fraction in (0.25, 1.0):
+        result = pipeline.run(frame, fraction)
+        layers = result.layers(MODALITIES)
+        assert result.live == MODALITIES and "camera" in result.quality
+        assert layers["camera"] == 0 and layers["depth"] >= 1 and layers["lidar"] >= 1
+        assert pipeline.timer.calls == sum(layers.values()) <= result.budget.total_blocks
+    assert layers == {"camera": 0, "depth": 4, "lidar": 4}

@@ -35,8 +35,10 @@ class ControllerSchedule:
 class SelectionConfig:
     """How a training step turns the controller's slot values into gates."""
 
-    temperature: float = 1.0  # of the sigmoid relaxation behind the straight-through gates
-    gumbel_scale: float = 1.0  # Gumbel noise on the log values: Gumbel top-k sampling
+    temperature: float = 1.0  # of the sigmoid relaxations behind the straight-through gates
+    # Gumbel noise on the slots' log values (Gumbel top-k sampling), and logistic noise on the
+    # use logits (a Gumbel-sigmoid sample: a logistic is the difference of two Gumbels)
+    gumbel_scale: float = 1.0
     absent_probability: float = 0.1  # per sample, one random modality not live (no data)
 
 
@@ -54,6 +56,9 @@ class ControllerTrainConfig:
     bf16: bool = True  # bfloat16 autocast for the detector's forward pass
     detector: str = "adaptive_fusion/models/default"  # frozen detector checkpoint
     corruption_weight: float = 1.0  # of the corruption-prediction loss next to detection loss
+    # of the use head's loss against the frozen detector's "dropping it helps" (controller
+    # configs with may_skip_live only; see usage.py)
+    use_weight: float = 1.0
     # Without a `data` key; a `data` mapping in the YAML starts from DataConfig's own defaults
     # (the detector's corruption rate), so the configs spell the corruptions out.
     data: DataConfig = field(

@@ -1,15 +1,21 @@
 """The layer controller network: cheap views of the inputs + measured quality + which sensors are
-live + the budget -> a log value per (modality, block) slot and a prediction of each sensor's
-corruption.
+live + the budget -> a log value per (modality, block) slot, a prediction of each sensor's
+corruption and, when it may switch live sensors off, a "use" logit per modality.
 
 Views: each modality's model raster pooled to the head grid (8 px cells at the default size),
 as the mean and the standard deviation of every channel per cell; the deviation keeps what
 averaging would erase (pixel noise, range noise, speckled depth holes). A small convolutional
 encoder per modality (ADMN uses one per modality too) turns its view into a feature vector;
 a shared MLP reads the three of them with the quality scores, the live flags and the budget, and
-has two heads. The corruption head is trained on the labels of the corruption the training
-augmentation applied: ADMN found that the detection loss alone does not teach a controller to
-track quality. One network serves every budget, since the budget is one of its inputs.
+has two heads (three with may_skip_live). The corruption head is trained on the labels of the
+corruption the training augmentation applied: ADMN found that the detection loss alone does not
+teach a controller to track quality. One network serves every budget, since the budget is one of
+its inputs.
+
+The use head decides per frame whether a live sensor runs at all (logit > 0): a sensor whose data
+misleads the detector (a lidar full of fake returns) is better treated as absent, and its budget
+is better spent on the others. Without may_skip_live (ADMN's rule, and every controller saved
+before the head existed) every live sensor runs, at least its block 0.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ from ..world.corruptions import CORRUPTIONS
 CLEAN = "clean"
 MIN_BUDGET = 1e-3  # budget fraction fed to the network is clipped to [MIN_BUDGET, 1]
 DEPTH_PRIOR = 0.25  # initial log value lost per block index: untrained, deeper blocks come later
+# Initial use logit: a live sensor runs (88%), about the rate at which dropping it does not help
+# the shipped detector on the controller's corrupted training mix.
+USE_PRIOR = 2.0
 
 
 def corruption_kinds(modality: str) -> tuple[str, ...]:
@@ -42,6 +51,7 @@ class ControllerConfig:
 
     channels: tuple[int, ...] = (16, 32, 32)  # encoder convolutions (first at the view grid)
     hidden: int = 128
+    may_skip_live: bool = False  # a use logit per modality may switch a live sensor off
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -56,6 +66,8 @@ class ControllerConfig:
         values = dict(data)
         if "channels" in values:
             values["channels"] = tuple(int(c) for c in values["channels"])
+        if not isinstance(values.get("may_skip_live", False), bool):
+            raise ValueError(f"may_skip_live must be true or false: {values['may_skip_live']!r}")
         config = cls(**values)
         if not config.channels or min(config.channels) < 1 or config.hidden < 1:
             raise ValueError(f"controller sizes must be positive: {config}")
@@ -112,6 +124,11 @@ class LayerController(nn.Module):
         # Per modality: corrupted (logit), severity (logit), kind (logits); plus scene fog.
         self.kind_counts = [len(corruption_kinds(name)) for name in self.modalities]
         self.corruption = nn.Linear(config.hidden, 2 * count + sum(self.kind_counts) + 1)
+        # Only with may_skip_live, so that controllers saved without it load strictly.
+        self.use = nn.Linear(config.hidden, count) if config.may_skip_live else None
+        if self.use is not None:
+            with torch.no_grad():
+                self.use.bias.fill_(USE_PRIOR)
 
     def forward(
         self, rasters: dict[str, torch.Tensor], quality: torch.Tensor, live: torch.Tensor,
@@ -121,7 +138,8 @@ class LayerController(nn.Module):
         live (B, modalities) in [0, 1]; budget (B,) fraction of the blocks' compute.
 
         Returns "slots" (B, modalities, layers) log values, "corrupted" and "severity" logits
-        (B, modalities), "kind" modality -> (B, kinds) logits, "fog" (B,) logit."""
+        (B, modalities), "kind" modality -> (B, kinds) logits, "fog" (B,) logit; with
+        may_skip_live also "use" (B, modalities) logits (run the modality iff > 0)."""
         live = live.float()
         features = []
         for m, name in enumerate(self.modalities):
@@ -141,4 +159,6 @@ class LayerController(nn.Module):
         outputs.update(corrupted=corrupted, severity=severity, fog=fog.squeeze(1))
         outputs["kind"] = dict(zip(self.modalities, kinds.split(self.kind_counts, dim=1),
                                    strict=True))
+        if self.use is not None:
+            outputs["use"] = self.use(x)
         return outputs

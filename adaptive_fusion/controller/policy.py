@@ -1,5 +1,6 @@
 """The learned allocator: the controller's slot values for this frame, filled into the budget by
-select_slots with a cost table (GFLOPs counted, or milliseconds measured on this machine).
+select_slots with a cost table (GFLOPs counted, or milliseconds measured on this machine), for
+the live modalities it decides to run (all of them unless its config has may_skip_live).
 
     table = CostTable.load("runs/costs.json")     # or flop_cost_table(detector)
     allocator = LearnedAllocator("runs/controller/best", table)
@@ -20,7 +21,7 @@ from ..model.inputs import ModelInputs
 from .checkpoint import load_controller
 from .costs import CostTable
 from .network import LayerController
-from .selection import cost_matrix, select_slots
+from .selection import cost_matrix, modalities_to_run, select_slots
 
 __all__ = ["LearnedAllocator", "load_controller"]
 
@@ -44,10 +45,11 @@ class LearnedAllocator:
         self.block_total = table.block_total()
 
     @torch.inference_mode()
-    def scores(self, inputs: ModelInputs, quality: Mapping[str, float], live: Sequence[str],
-               budget: float) -> np.ndarray:
-        """Slot values (modalities, layers) for this frame, positive (the scale is arbitrary:
-        only their ratios to the costs matter)."""
+    def decide(self, inputs: ModelInputs, quality: Mapping[str, float], live: Sequence[str],
+               budget: float) -> tuple[np.ndarray, tuple[str, ...]]:
+        """One pass of the network: slot values (modalities, layers), positive (the scale is
+        arbitrary: only their ratios to the costs matter), and the modalities to run (every
+        live one unless the controller may switch a live one off, see modalities_to_run)."""
         missing = [name for name in live if name not in inputs.rasters]
         if missing:
             raise ValueError(f"live modalities without a raster: {missing}")
@@ -60,11 +62,20 @@ class LearnedAllocator:
         live_flags = torch.tensor([[float(name in live) for name in self.modalities]])
         scores = torch.tensor([[float(quality.get(name, 0.0)) for name in self.modalities]])
         fraction = torch.tensor([budget / self.block_total if self.block_total > 0 else 1.0])
-        log_values = self.controller(rasters, scores.to(device), live_flags.to(device),
-                                     fraction.to(device))["slots"][0].double().cpu().numpy()
-        return np.exp(log_values - log_values.max())
+        outputs = self.controller(rasters, scores.to(device), live_flags.to(device),
+                                  fraction.to(device))
+        log_values = outputs["slots"][0].double().cpu().numpy()
+        use = outputs["use"][0].double().cpu().numpy() if "use" in outputs else None
+        return (np.exp(log_values - log_values.max()),
+                modalities_to_run(use, live, self.modalities))
+
+    def scores(self, inputs: ModelInputs, quality: Mapping[str, float], live: Sequence[str],
+               budget: float) -> np.ndarray:
+        return self.decide(inputs, quality, live, budget)[0]
 
     def allocate(self, inputs: ModelInputs, quality: Mapping[str, float], live: Sequence[str],
                  budget: float) -> Allocation:
-        values = self.scores(inputs, quality, live, budget)
-        return select_slots(values, self.table, budget, live, self.modalities)
+        """Blocks per modality that runs; a live modality the controller switches off is left
+        out (no blocks, the detector's absent token), and its budget goes to the others."""
+        values, run = self.decide(inputs, quality, live, budget)
+        return select_slots(values, self.table, budget, run, self.modalities)

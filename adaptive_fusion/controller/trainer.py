@@ -2,7 +2,11 @@
 random live sensors, Gumbel top-k slot selection with straight-through gates, detection loss of
 the gated detector plus the corruption-prediction loss; AdamW with warmup and cosine decay,
 periodic checkpoints, resume, and per epoch the mAP of the learned allocator on corrupted
-validation scenes. The data, schedule and checkpoint plumbing are the detector trainer's."""
+validation scenes. The data, schedule and checkpoint plumbing are the detector trainer's.
+
+A controller that may switch live sensors off (may_skip_live) also samples, per live modality,
+whether it runs (Gumbel-sigmoid on its use logit, straight-through presence weights into the
+detector), and learns the use logit from the frozen detector's "dropping it helps" (usage.py)."""
 
 from __future__ import annotations
 
@@ -41,7 +45,8 @@ from .data import ControllerDataset, split_controller_batch
 from .labels import corruption_loss
 from .network import LayerController
 from .policy import LearnedAllocator
-from .selection import straight_through_gates
+from .selection import straight_through_gates, straight_through_use
+from .usage import absent_losses, dropping_helps, use_loss
 
 VALIDATION_STREAM = 7  # seeds validation corruptions apart from training's (seed, epoch, index)
 
@@ -123,30 +128,62 @@ class ControllerTrainer(EpochLoop):
 
     @staticmethod
     def postfix(losses: dict[str, float]) -> dict[str, str]:
-        return {"loss": f"{losses['loss']:.3f}", "det": f"{losses['detection']:.3f}",
-                "cor": f"{losses['corruption']:.3f}"}
+        shown = {"loss": f"{losses['loss']:.3f}", "det": f"{losses['detection']:.3f}",
+                 "cor": f"{losses['corruption']:.3f}"}
+        if "use" in losses:
+            shown.update(use=f"{losses['use']:.3f}", off=f"{losses['switched_off']:.2f}")
+        return shown
+
+    def sample_use(self, outputs: dict, live: torch.Tensor, rng: np.random.Generator,
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Which modalities run, (B, modalities) bool, and the detector's `present`: the live
+        flags under the strict rule; with may_skip_live the straight-through use weights of a
+        Gumbel-sigmoid sample (logistic noise on the use logits)."""
+        if "use" not in outputs:
+            return live, {name: live[:, m] for m, name in enumerate(self.modalities)}
+        selection = self.config.selection
+        noise = torch.from_numpy(rng.logistic(size=tuple(outputs["use"].shape))).float()
+        run, weights = straight_through_use(outputs["use"] + selection.gumbel_scale * noise,
+                                            live, temperature=selection.temperature)
+        return run, {name: weights[:, m] for m, name in enumerate(self.modalities)}
 
     def step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         config, progress = self.config, self.progress
         rasters, targets, labels = split_controller_batch(batch)
         size = len(targets["mask"])
         rng = np.random.default_rng([config.seed, progress.step])
-        present = self.absent.present(size, self.modalities, rng)
-        live = torch.stack([present[name] for name in self.modalities], dim=1)
+        available = self.absent.present(size, self.modalities, rng)
+        live = torch.stack([available[name] for name in self.modalities], dim=1)
         fractions = 1.0 - rng.random(size)  # uniform on (0, 1]
         outputs = self.controller(rasters, labels["quality"], live,
                                   torch.from_numpy(fractions).float())
         noise = torch.from_numpy(rng.gumbel(size=tuple(outputs["slots"].shape))).float()
+        run, present = self.sample_use(outputs, live, rng)
         gates = straight_through_gates(
             outputs["slots"] + config.selection.gumbel_scale * noise, self.table,
-            torch.from_numpy(fractions * self.table.block_total()), live, self.modalities,
+            torch.from_numpy(fractions * self.table.block_total()), run, self.modalities,
             temperature=config.selection.temperature,
         )
+        # A live modality switched off still computes its block 0, under presence weight 0:
+        # the forward pass is unchanged, and the gradient of its weight is that of running it
+        # as it would run (block 0 first), not of a stem without blocks.
+        gates = {name: torch.cat([live[:, m : m + 1].to(gate.dtype), gate[:, 1:]], dim=1)
+                 for m, (name, gate) in enumerate(gates.items())}
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
             detections = self.detector(rasters, present=present, gates=gates)
         detection = detection_loss({k: v.float() for k, v in detections.items()}, targets)
         corruption = corruption_loss(outputs, labels, live, self.modalities)
         loss = detection["loss"] + config.corruption_weight * corruption["total"]
+        extra = {}
+        if "use" in outputs:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                losses = absent_losses(self.detector, rasters, targets, live, self.modalities)
+            helps, counted = dropping_helps(*losses, live)
+            usage = use_loss(outputs["use"], helps, counted)
+            loss = loss + config.use_weight * usage
+            extra = {"use": usage.item(),
+                     "drop_helps": float(helps.sum() / counted.sum().clamp(min=1)),
+                     "switched_off": float((live & ~run).sum() / live.sum().clamp(min=1))}
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.controller.parameters(), config.optimiser.grad_clip)
@@ -156,7 +193,9 @@ class ControllerTrainer(EpochLoop):
         progress.batch_in_epoch += 1
         return {"loss": loss.item(), "detection": detection["loss"].item(),
                 "corruption": corruption["total"].item(),
-                "layers": float(sum(g.sum().item() for g in gates.values()) / size)}
+                "layers": float(sum((g * run[:, m : m + 1]).sum().item()
+                                    for m, g in enumerate(gates.values())) / size),
+                **extra}
 
     def _evaluate_and_keep_best(self) -> dict:
         metrics = self.validate()
@@ -178,7 +217,8 @@ class ControllerTrainer(EpochLoop):
         layers = self.model_config.layers
         equal = {name: first_blocks(max(1, int(fraction * layers))) for name in self.modalities}
         results: dict[str, tuple[list, list]] = {"controller": ([], []), "equal_split": ([], [])}
-        truths, blocks = [], dict.fromkeys(self.modalities, 0)
+        truths = []
+        blocks, runs = dict.fromkeys(self.modalities, 0), dict.fromkeys(self.modalities, 0)
         files = self.val_files[: self.config.validation.scenes]
         for index, path in enumerate(files):
             rng = np.random.default_rng([self.config.seed, VALIDATION_STREAM, index])
@@ -188,6 +228,7 @@ class ControllerTrainer(EpochLoop):
             allocation = allocator.allocate(inputs, quality, self.modalities, budget)
             for name in self.modalities:
                 blocks[name] += len(allocation.get(name, ()))
+                runs[name] += name in allocation
             results["controller"][0].append(detect(self.detector, inputs, allocation))
             results["equal_split"][0].append(detect(self.detector, inputs, equal))
             truths.append(evaluation_truth(frames, inputs, self.model_config))
@@ -198,4 +239,6 @@ class ControllerTrainer(EpochLoop):
         metrics["val_budget"] = fraction
         metrics["val_mean_blocks"] = {name: count / max(1, len(files))
                                       for name, count in blocks.items()}
+        metrics["val_run_fraction"] = {name: count / max(1, len(files))
+                                       for name, count in runs.items()}
         return metrics

@@ -3,7 +3,9 @@ detector: full depth, ADMN's equal split, DynMM/AdaMML-style modality selection,
 a per-sample oracle. All share the controller's call, `allocate(inputs, quality, live, budget)`,
 with the budget in the cost units of a CostTable (the blocks only, as block_budget gives it).
 
-A live modality is one whose sensor delivers data; a dead one never gets a block.
+A live modality is one whose sensor delivers data; a dead one never gets a block. Allocators may
+leave a live one out too (modality selection; the oracle; a controller with may_skip_live): it
+then counts 0 blocks, as a dead one does.
 """
 
 from __future__ import annotations

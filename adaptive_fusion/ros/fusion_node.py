@@ -663,9 +663,9 @@ class FusionNode(LifecycleNode):
             live = modality in self._live
             score = quality.get(modality)
             level = OK if live and (score is None or score >= 0.5) else WARN if live else ERROR
-            message = ("timed out" if not live else
-                       f"{layers[modality]} layers, quality {score:.2f}" if score is not None
-                       else "waiting")  # fmt: skip
+            message = ("timed out" if not live else "waiting" if score is None else
+                       f"switched off by the policy, quality {score:.2f}" if not layers[modality]
+                       else f"{layers[modality]} layers, quality {score:.2f}")  # fmt: skip
             values = {
                 "alive": live,
                 "layers": layers[modality],

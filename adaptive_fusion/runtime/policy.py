@@ -2,7 +2,9 @@
 the total number of blocks the budget allows.
 
 `controller` is the learned layer controller (adaptive_fusion.controller): it sees the frame's
-inputs, the quality and the budget, and picks any blocks. The two others are hand-made rules,
+inputs, the quality and the budget, and picks any blocks; one trained with may_skip_live may
+also switch a live but harmful sensor off (left out of the allocation: 0 blocks, its raster not
+run, the budget spent on the others). The two others are hand-made rules,
 named for what they do, that look at quality only; their counts become prefixes of each
 modality's block stack (block 0 always runs for a live modality).
 """
@@ -30,7 +32,8 @@ class AllocationPolicy(Protocol):
         self, quality: Mapping[str, float], live: Sequence[str], total_blocks: int,
         inputs: ModelInputs | None = None,
     ) -> Allocation:
-        """Blocks per live modality, at most `total_blocks` in all (at least one each)."""
+        """Blocks per live modality, at most `total_blocks` in all (at least one for each
+        modality that runs; a live one may be left out)."""
 
 
 class _PolicyBase:
@@ -107,7 +110,7 @@ def _largest_remainder(weights: np.ndarray, total: int, caps: np.ndarray) -> np.
 class ControllerPolicy:
     """The learned controller behind the runtime's block budget: `total_blocks` of the full
     model's becomes the same fraction of the blocks' compute (the controller's budget input),
-    filled with the slots it values most per FLOP."""
+    filled with the slots it values most per FLOP, for the live modalities it chooses to run."""
 
     name = "controller"
 
