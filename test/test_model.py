@@ -172,7 +172,7 @@ def test_head_kernel_sets_how_far_a_cell_sees():
     """A change in one head cell's skip features moves only that cell with a 1x1 head, and its
     8 neighbours too (but nothing further) with a 3x3 one."""
     rows, cols = SMALL.head_grid
-    tokens = torch.randn(1, SMALL.dim, *SMALL.grid)
+    tokens = torch.randn(1, SMALL.tokens, SMALL.dim)
     features = [torch.randn(1, SMALL.stem_channels, rows, cols) for _ in SMALL.modalities]
     measured, has = torch.rand(1, 1, rows, cols), torch.ones(1, 1, rows, cols)
     for kernel, reach in ((1, 0), (3, 1)):

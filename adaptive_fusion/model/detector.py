@@ -74,6 +74,7 @@ class DetectionHead(nn.Module):
         super().__init__()
         channels = config.head_channels
         self.upsample = config.patch // config.head_stride
+        self.grid = config.grid
         self.project = nn.Conv2d(config.dim, channels, 1)
         # The stems' features side by side (zeros for an absent modality) + measured depth, has.
         self.skip = nn.Conv2d(len(config.modalities) * config.stem_channels + 2, channels, 1)
@@ -89,7 +90,12 @@ class DetectionHead(nn.Module):
         self, tokens: torch.Tensor, features: Sequence[torch.Tensor],
         measured: torch.Tensor, has_measured: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        x = F.interpolate(self.project(tokens), scale_factor=self.upsample, mode="nearest")
+        # The 1x1 projection as a linear map on the token rows before they become a map: the
+        # same weights, about a third of the time of a convolution call at batch 1.
+        rows, cols = self.grid
+        projected = F.linear(tokens, self.project.weight.flatten(1), self.project.bias)
+        x = projected.transpose(1, 2).reshape(tokens.shape[0], -1, rows, cols)
+        x = F.interpolate(x, scale_factor=self.upsample, mode="nearest")
         x = x + self.skip(torch.cat([*features, measured * has_measured, has_measured], 1))
         maps = self.out(F.gelu(self.mix(F.gelu(x))))
         outputs = {"heatmap": maps[:, : self.classes]}
@@ -227,14 +233,12 @@ class AdaptiveFusionDetector(nn.Module):
         for block in self.fusion_blocks:
             x = block(x)
         x = self.norm(x)
-        rows, cols = config.grid
-        token_map = x.transpose(1, 2).reshape(batch, config.dim, rows, cols)
         measured, has_measured = self._measured_depth(rasters, live, batch)
         if any(feature is None for feature in features):  # only then: this is the hot path
             zeros = torch.zeros(batch, config.stem_channels, *config.head_grid, device=x.device,
                                 dtype=x.dtype)
             features = [zeros if feature is None else feature for feature in features]
-        return self.head(token_map, features, measured, has_measured)
+        return self.head(x, features, measured, has_measured)
 
     def _measured_depth(
         self, rasters: Mapping[str, torch.Tensor], live: Mapping[str, torch.Tensor | None],
