@@ -13,7 +13,7 @@ from adaptive_fusion.model.allocation import AllocationError, parse_allocation
 from adaptive_fusion.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from adaptive_fusion.model.coding import Boxes3D, decode, encode_targets
 from adaptive_fusion.model.config import ModelConfig
-from adaptive_fusion.model.detector import AdaptiveFusionDetector
+from adaptive_fusion.model.detector import AdaptiveFusionDetector, depth_candidates
 from adaptive_fusion.model.inputs import lidar_raster, scaled_intrinsics
 from adaptive_fusion.world.config import WorldConfig
 from adaptive_fusion.world.rig import make_calibration
@@ -188,6 +188,36 @@ def test_head_kernel_sets_how_far_a_cell_sees():
         assert box == (3 - reach, 3 + reach, 4 - reach, 4 + reach)
     with pytest.raises(ValueError, match="head_kernel"):
         replace(SMALL, head_kernel=2).validate()
+
+
+def test_depth_candidates_are_the_window_around_each_cell():
+    rows, cols = 4, 5
+    log_depth = torch.arange(rows * cols, dtype=torch.float32).view(1, 1, rows, cols)
+    available = torch.ones_like(log_depth)
+    available[0, 0, 1, 1] = 0.0
+    candidates, found = depth_candidates(log_depth, available, 3)
+    assert candidates.shape == found.shape == (1, 10, rows, cols)
+    # Cell (2, 2): its 3x3 neighbourhood row-major, (1, 1) not measured, then the free slot.
+    assert candidates[0, :9, 2, 2].tolist() == [6, 7, 8, 11, 12, 13, 16, 17, 18]
+    assert found[0, :, 2, 2].tolist() == [0, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+    assert candidates[0, 9].abs().sum() == 0 and found[0, 9].min() == 1
+    # Corner (0, 0): the neighbours off the map are never available ((1, 1) is not measured).
+    assert found[0, :9, 0, 0].tolist() == [0, 0, 0, 0, 1, 1, 0, 1, 0]
+
+
+def test_depth_window_head_adds_the_chosen_candidate():
+    config = replace(SMALL, depth_window=3)
+    torch.manual_seed(0)
+    detector = AdaptiveFusionDetector(config).eval()
+    with torch.no_grad():
+        out = detector(random_rasters(config))
+    assert out["depth_choice"].shape[1] == 10
+    chosen = out["depth_choice"].max(dim=1, keepdim=True).indices
+    assert bool(out["depth_available"].gather(1, chosen).gt(0.5).all())  # never a missing one
+    torch.testing.assert_close(
+        out["log_depth"], out["depth_residual"] + out["depth_candidates"].gather(1, chosen))
+    with pytest.raises(ValueError, match="depth_window"):
+        replace(SMALL, depth_window=4).validate()
 
 
 def test_checkpoint_round_trip_and_refusals(tmp_path, model):

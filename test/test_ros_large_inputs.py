@@ -31,7 +31,7 @@ from adaptive_fusion.ros.diagnostics import OK, values_of
 from adaptive_fusion.ros.fusion_node import FusionNode
 from adaptive_fusion.ros.qos import SENSOR_QOS
 from adaptive_fusion.ros.sim_sensors import camera_info_msg
-from adaptive_fusion.ros.spin import spin_until_shutdown, spinning
+from adaptive_fusion.ros.spin import init_for_main, spin_until_shutdown, spinning
 from adaptive_fusion.world import World, WorldConfig
 
 CAMERA_HZ, LIDAR_HZ = 30, 10
@@ -82,7 +82,7 @@ class StillSensors:
 
 def publish_until_interrupted(width: int, height: int) -> None:
     """The child: publish until SIGINT, then print the lidar stamps sent."""
-    rclpy.init()
+    init_for_main()
     sensors = StillSensors(width, height)
     print(f"points {sensors.cloud.width}", file=sys.stderr, flush=True)
     spin_until_shutdown(sensors.node)

@@ -83,17 +83,20 @@ def test_budget_sweep_json_and_plot(model_path, controller_path, tmp_path, capsy
         for method, budgets in condition["methods"].items():
             assert list(budgets) == ["0.5", "1"]
             for budget, result in budgets.items():
-                assert set(result) == {"mAP", "AP_per_class", "mean_blocks", "gflops",
-                                       "block_cost_fraction", "latency_ms", "allocate_ms"}
+                assert set(result) == {"mAP", "AP_per_class", "mean_blocks", "run_fraction",
+                                       "gflops", "block_cost_fraction", "latency_ms",
+                                       "allocate_ms"}
+                assert all(0 <= share <= 1 for share in result["run_fraction"].values())
                 assert 0 <= result["mAP"] <= 1 and result["latency_ms"] > 0
                 assert result["gflops"] <= report["full_gflops"] + 1e-9
                 if method != "full":  # layers=2: half the blocks is exactly the floor
                     assert result["block_cost_fraction"] <= float(budget) + 1e-9
                 if name == "lidar:dead":
-                    assert result["mean_blocks"]["lidar"] == 0
-        full = condition["methods"]["full"]["0.5"]["mean_blocks"]
+                    assert result["mean_blocks"]["lidar"] == result["run_fraction"]["lidar"] == 0
+        full = condition["methods"]["full"]["0.5"]
         live = 2 if name == "lidar:dead" else 3
-        assert sum(full.values()) == 2 * live
+        assert sum(full["mean_blocks"].values()) == 2 * live
+        assert sum(full["run_fraction"].values()) == live
     assert report["conditions"]["clean"]["methods"]["equal_split"]["0.5"]["mean_blocks"] == {
         "camera": 1, "depth": 1, "lidar": 1}
     assert plot.stat().st_size > 10_000

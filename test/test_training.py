@@ -17,7 +17,7 @@ from adaptive_fusion.training.augment import CorruptionSampler, mirror
 from adaptive_fusion.training.config import ConfigError, load_config
 from adaptive_fusion.training.distributed import EpochSampler
 from adaptive_fusion.training.layerdrop import DropSchedule
-from adaptive_fusion.training.loss import focal_loss
+from adaptive_fusion.training.loss import depth_reference_choice, detection_loss, focal_loss
 from adaptive_fusion.training.trainer import ResumeError, Trainer
 from adaptive_fusion.world.config import WorldConfig
 from adaptive_fusion.world.world import World
@@ -115,6 +115,50 @@ def test_focal_loss_hand_computed():
     logits = torch.zeros(1, 1, 1, 2)
     target = torch.tensor([[[[1.0, 0.0]]]])
     assert focal_loss(logits, target).item() == pytest.approx(0.5 * np.log(2), rel=1e-5)
+
+
+def test_depth_reference_is_the_farthest_surface_in_front_of_the_centre():
+    """Candidates of one cell: an occluder at 8 m, the object's own surface at 18 m, background at
+    40 m, the free slot last. A box centre at 20 m should take its own surface; at 7.8 m (just
+    in front of the occluder) the occluder; at 120 m (no measurement within a factor of 2) the
+    free slot; and a missing measurement is never the answer."""
+    candidates = torch.tensor(np.log([8.0, 18.0, 40.0, 0.0 + 1.0]), dtype=torch.float32)
+    outputs = {"depth_candidates": candidates.view(1, 4, 1, 1),
+               "depth_available": torch.ones(1, 4, 1, 1)}
+
+    def choice(metres: float) -> int:
+        return int(depth_reference_choice(outputs, torch.tensor(np.log(metres)).view(1, 1, 1, 1)))
+
+    assert [choice(20.0), choice(7.8), choice(120.0)] == [1, 0, 3]
+    outputs["depth_available"][0, 1] = 0.0
+    assert choice(20.0) == 2  # the occluder is too far in front: the background just behind
+
+
+def test_depth_choice_loss_teaches_the_residual_against_the_right_reference():
+    """With a head that picked the wrong candidate, the depth L1 is the residual's error against
+    the candidate it should have chosen, and the choice pays -log of the probability of the
+    candidates on that surface (18 m, and 18.2 m from the next cell)."""
+    log_depth = np.log(20.0)
+    outputs = {
+        "heatmap": torch.zeros(1, 3, 1, 1),
+        "offset": torch.zeros(1, 2, 1, 1), "log_size": torch.zeros(1, 3, 1, 1),
+        "yaw": torch.zeros(1, 2, 1, 1),
+        "depth_candidates": torch.tensor(np.log([8.0, 18.0, 18.2, 1.0]), dtype=torch.float32
+                                         ).view(1, 4, 1, 1),
+        "depth_available": torch.ones(1, 4, 1, 1),
+        "depth_choice": torch.tensor([5.0, 0.0, 0.0, 0.0]).view(1, 4, 1, 1),
+        "depth_residual": torch.full((1, 1, 1, 1), 0.05),
+    }
+    outputs["log_depth"] = outputs["depth_residual"] + np.log(8.0)
+    regression = torch.zeros(1, 8, 1, 1)
+    regression[0, 2] = log_depth
+    targets = {"heatmap": torch.zeros(1, 3, 1, 1), "regression": regression,
+               "mask": torch.ones(1, 1, 1)}
+    parts = detection_loss(outputs, targets)
+    expected_l1 = 2.0 * abs(0.05 + np.log(18.2) - log_depth)  # log_depth weight 2
+    assert parts["log_depth"].item() == pytest.approx(expected_l1, rel=1e-5)
+    expected = -np.log(2.0 / (np.exp(5.0) + 3.0))  # softmax mass of the two good slots
+    assert parts["depth_choice"].item() == pytest.approx(0.5 * expected, rel=1e-5)
 
 
 def tiny_config(tmp_path: Path, out: str, steps: int) -> Path:

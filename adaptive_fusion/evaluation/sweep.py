@@ -158,6 +158,10 @@ def _summarise(model, prepared, allocations, detections, table, flop_table, moda
     del summary["AP_per_threshold_m"], summary["ground_truth_per_class"]
     summary["mean_blocks"] = {m: float(np.mean([len(a.get(m, ())) for a in allocations]))
                               for m in modalities}
+    # The share of frames in which each sensor ran at all: a switched-off sensor shows here
+    # apart from one given few blocks.
+    summary["run_fraction"] = {m: float(np.mean([bool(a.get(m)) for a in allocations]))
+                               for m in modalities}
     summary["gflops"] = float(np.mean(
         [flop_table.fixed + flop_table.allocation_cost(a) for a in allocations]))
     summary["block_cost_fraction"] = float(np.mean(

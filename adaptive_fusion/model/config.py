@@ -17,6 +17,10 @@ class ModelConfig:
     stem_channels: int = 32  # channels of each modality's stem at the head stride
     head_channels: int = 64
     head_kernel: int = 1  # spatial kernel of the head's hidden layer; 1 = a per-cell MLP
+    # Side, in head cells, of the window whose measured depths a box cell may choose from as its
+    # depth reference (an occluded object's own surface is often a neighbour cell's); 0 = no
+    # choice, the cell's own measurement (the v1-v3 models).
+    depth_window: int = 0
     dim: int = 128
     heads: int = 4
     mlp_ratio: int = 2
@@ -77,6 +81,8 @@ class ModelConfig:
                                  f"{self.head_stride}, as a multiple")
         if self.head_kernel < 1 or self.head_kernel % 2 == 0:
             raise ValueError(f"head_kernel {self.head_kernel} must be odd and >= 1")
+        if self.depth_window < 0 or (self.depth_window and self.depth_window % 2 == 0):
+            raise ValueError(f"depth_window {self.depth_window} must be 0 or odd")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
         if self.layers < 1:

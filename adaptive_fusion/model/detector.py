@@ -7,9 +7,12 @@ passed through the fusion blocks, and a CenterNet-style head at twice the token 
 skip connections from the stems) predicts per head cell: class heatmap, sub-cell offset of the
 projected box centre, log camera depth of the centre, log size and yaw (sin, cos).
 
-The log depth is predicted as a residual to the depth measured in the cell (nearest lidar return,
-else the depth camera) when there is one: reading a metric value back out of deep token features
-is what the model learned slowest, and the measurement is already there.
+The log depth is predicted as a residual to a measured depth (nearest lidar return, else the depth
+camera): reading a metric value back out of deep token features is what the model learned slowest,
+and the measurement is already there. With config.depth_window the head also chooses which
+measurement: that of any cell in the window around it, or none (a free regression). The cell's own
+nearest return is the occluder for most partly hidden objects, whose own surface shows in a
+neighbouring cell.
 """
 
 import math
@@ -80,7 +83,11 @@ class DetectionHead(nn.Module):
         self.skip = nn.Conv2d(len(config.modalities) * config.stem_channels + 2, channels, 1)
         kernel = config.head_kernel
         self.mix = nn.Conv2d(channels, channels, kernel, padding=kernel // 2)
-        self.out = nn.Conv2d(channels, len(config.classes) + sum(REGRESSION_CHANNELS.values()), 1)
+        self.window = config.depth_window
+        choices = self.window**2 + 1 if self.window else 0
+        self.out = nn.Conv2d(
+            channels, len(config.classes) + sum(REGRESSION_CHANNELS.values()) + choices, 1
+        )
         self.classes = len(config.classes)
         with torch.no_grad():
             self.out.bias[: self.classes] = -math.log(1 / HEATMAP_PRIOR - 1)
@@ -99,11 +106,40 @@ class DetectionHead(nn.Module):
         x = x + self.skip(torch.cat([*features, measured * has_measured, has_measured], 1))
         maps = self.out(F.gelu(self.mix(F.gelu(x))))
         outputs = {"heatmap": maps[:, : self.classes]}
-        parts = maps[:, self.classes :].split(list(REGRESSION_CHANNELS.values()), dim=1)
+        regression = sum(REGRESSION_CHANNELS.values())
+        parts = maps[:, self.classes : self.classes + regression].split(
+            list(REGRESSION_CHANNELS.values()), dim=1)
         outputs.update(zip(REGRESSION_CHANNELS, parts, strict=True))
         offset, scale = self.log_range
-        outputs["log_depth"] = outputs["log_depth"] + has_measured * (offset + scale * measured)
+        if not self.window:
+            outputs["log_depth"] = outputs["log_depth"] + has_measured * (offset + scale * measured)
+            return outputs
+        candidates, available = depth_candidates(offset + scale * measured, has_measured,
+                                                 self.window)
+        # log(availability): 0 for an available candidate, about -14 for a missing one, and
+        # smooth in between for a modality blended in by a float presence weight.
+        choice = maps[:, self.classes + regression :] + available.clamp(min=1e-6).log()
+        # max(...).indices: torch's argmax over the channel dim is ten times slower on a CPU.
+        chosen = candidates.gather(1, choice.max(dim=1, keepdim=True).indices)
+        outputs.update(depth_choice=choice, depth_candidates=candidates,
+                       depth_available=available, depth_residual=outputs["log_depth"],
+                       log_depth=outputs["log_depth"] + chosen)
         return outputs
+
+
+def depth_candidates(
+    log_depth: torch.Tensor, available: torch.Tensor, window: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The depth references a head cell may choose from: the measured log depth (metres) of every
+    cell in the window x window neighbourhood around it (row-major), then 0 for the free slot
+    (the residual alone is the depth). Returns (candidates, availability), each
+    (B, window**2 + 1, rows, cols); the free slot is always available, cells off the map never."""
+    batch, _, rows, cols = log_depth.shape
+    shape = (batch, window * window, rows, cols)
+    values = F.unfold(log_depth, window, padding=window // 2).view(shape)
+    found = F.unfold(available, window, padding=window // 2).view(shape)
+    free = torch.zeros_like(log_depth)
+    return torch.cat([values, free], 1), torch.cat([found, torch.ones_like(free)], 1)
 
 
 def nearest_measured_depth(

@@ -78,7 +78,7 @@ from adaptive_fusion.ros.qos import (
     SENSOR_QOS,
     sensor_qos,
 )
-from adaptive_fusion.ros.spin import spin_until_shutdown
+from adaptive_fusion.ros.spin import init_for_main, spin_until_shutdown
 from adaptive_fusion.runtime import (
     POLICIES,
     BudgetError,
@@ -697,7 +697,7 @@ def _reject(reason: str) -> SetParametersResult:
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
+    init_for_main(args)
     try:
         node = FusionNode()
     except ParameterValueError as error:

@@ -35,7 +35,7 @@ from adaptive_fusion.ros.params import (
     declare_all,
 )
 from adaptive_fusion.ros.qos import LATCHED_QOS, RESULTS_QOS, SENSOR_QOS
-from adaptive_fusion.ros.spin import spin_until_shutdown
+from adaptive_fusion.ros.spin import init_for_main, spin_until_shutdown
 from adaptive_fusion.runtime.scenario import Scenario, ScenarioError
 from adaptive_fusion.runtime.simulation import CLEAN, MovingWorld, corruption_kinds
 from adaptive_fusion.world import World, WorldConfig
@@ -207,7 +207,7 @@ class SimSensors(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
+    init_for_main(args)
     try:
         node = SimSensors()
     except (ScenarioError, ParameterValueError) as error:

@@ -10,16 +10,33 @@ from contextlib import contextmanager
 import rclpy
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 
 SHUTDOWN_POLL_S = 0.5
 
 
+def init_for_main(args=None) -> None:
+    """rclpy.init for a process that spins with spin_until_shutdown, without rclpy's signal
+    handlers: Ctrl-C and SIGTERM raise KeyboardInterrupt on the main thread instead, so the spin
+    loop ends between callbacks and tears down in order (inference worker, node, context).
+    rclpy's handlers shut the context down from their own thread, which can land while a
+    callback is publishing: with a 2 MB point cloud in flight that crashed the publishing
+    process (SIGSEGV) once in the large-input test."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def spin_until_shutdown(node, executor=None) -> int:
-    """Spin `node` until shutdown; a callback that publishes while the context is being torn
-    down by the signal raises RCLError, which is part of stopping, not a failure. Spinning in
-    bounded steps, because a SIGTERM landing while the executor starts a wait can leave that
-    wait unwoken (seen here about once in ten stops): the loop then notices the shut-down
-    context within a step."""
+    """Spin `node` until Ctrl-C, SIGTERM or an external shutdown; a callback that publishes
+    while the context is being torn down raises RCLError, which is part of stopping, not a
+    failure. Spinning in bounded steps, so that a signal is acted on within a step even when
+    no callback wakes the wait (and, with rclpy's own handlers, because a SIGTERM landing while
+    the executor starts a wait could leave that wait unwoken, about once in ten stops)."""
     executor = executor or SingleThreadedExecutor()
     executor.add_node(node)
     try:
