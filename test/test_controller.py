@@ -271,6 +271,28 @@ def test_learned_allocator_respects_budget_and_liveness(small_detector, small_co
             rasters={}, K=inputs.K, T_cam_lidar=inputs.T_cam_lidar), quality, ("camera",), 1.0)
 
 
+def test_quality_prior_lowers_a_weak_sensors_blocks_past_the_first(small_detector,
+                                                                    small_controller):
+    """With quality_prior g, a sensor at quality q has the log value of its blocks 1.. lowered
+    by g log q (block 0 untouched), so a camera at quality 0.05 loses its extra blocks to the
+    others; without it (g = 0, every saved controller) the values are the network's own."""
+    prior = LayerController(ControllerConfig(channels=(8, 8), hidden=16, quality_prior=1.5),
+                            small_detector.config).eval()
+    prior.load_state_dict(small_controller.state_dict())
+    rasters = {k: torch.from_numpy(r)[None]
+               for k, r in blank_inputs(small_detector.config).rasters.items()}
+    quality = torch.tensor([[0.05, 1.0, 0.5]])
+    args = (rasters, quality, torch.ones(1, 3), torch.tensor([0.5]))
+    with torch.no_grad():
+        plain, weighed = small_controller(*args)["slots"], prior(*args)["slots"]
+    shift = (weighed - plain)[0]
+    torch.testing.assert_close(shift[:, 0], torch.zeros(3))
+    expected = 1.5 * torch.log(torch.tensor([0.05, 1.0, 0.5]))
+    torch.testing.assert_close(shift[:, 1:], expected[:, None].expand(3, 3))
+    with pytest.raises(ValueError, match="quality_prior"):
+        ControllerConfig.from_dict({"quality_prior": -1})
+
+
 def test_controller_checkpoint_round_trip_and_refusals(tmp_path, small_controller):
     save_controller(small_controller, tmp_path / "ctl", {"training": {}})
     loaded, document = load_controller(tmp_path / "ctl.safetensors")

@@ -16,6 +16,14 @@ The use head decides per frame whether a live sensor runs at all (logit > 0): a 
 misleads the detector (a lidar full of fake returns) is better treated as absent, and its budget
 is better spent on the others. Without may_skip_live (ADMN's rule, and every controller saved
 before the head existed) every live sensor runs, at least its block 0.
+
+With quality_prior = g the log value of every block past the first of a sensor is lowered by
+g * log(measured quality): a sensor at quality q has its extra blocks valued q**g times what the
+network says, before the budget is filled, in training as at run time. That is the product's
+premise stated as a prior ("as many layers as its measured quality deserves"); the network learns
+on top of it and can pay a weak sensor's blocks back where the detector still gains from them.
+A LayerDrop-trained detector loses little with any split of a budget, so the detection loss
+alone gives the controller almost no reason to move blocks away from a degraded sensor.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ DEPTH_PRIOR = 0.25  # initial log value lost per block index: untrained, deeper 
 # Initial use logit: a live sensor runs (88%), about the rate at which dropping it does not help
 # the shipped detector on the controller's corrupted training mix.
 USE_PRIOR = 2.0
+QUALITY_FLOOR = 0.01  # quality_prior: scores below count as this (a finite log)
 
 
 def corruption_kinds(modality: str) -> tuple[str, ...]:
@@ -52,6 +61,7 @@ class ControllerConfig:
     channels: tuple[int, ...] = (16, 32, 32)  # encoder convolutions (first at the view grid)
     hidden: int = 128
     may_skip_live: bool = False  # a use logit per modality may switch a live sensor off
+    quality_prior: float = 0.0  # g: blocks past the first valued quality**g times (0 = off)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -71,6 +81,8 @@ class ControllerConfig:
         config = cls(**values)
         if not config.channels or min(config.channels) < 1 or config.hidden < 1:
             raise ValueError(f"controller sizes must be positive: {config}")
+        if not isinstance(config.quality_prior, int | float) or not 0 <= config.quality_prior:
+            raise ValueError(f"quality_prior must be a number >= 0: {config.quality_prior!r}")
         return config
 
 
@@ -154,6 +166,12 @@ class LayerController(nn.Module):
         x = self.trunk(torch.cat([*features, quality.float() * live, live, condition], dim=1))
         count = len(self.modalities)
         outputs = {"slots": self.slots(x).view(-1, count, self.layers)}
+        if self.config.quality_prior:
+            weight = self.config.quality_prior * torch.log(
+                quality.float().clamp(QUALITY_FLOOR, 1.0))
+            past_first = torch.ones(self.layers, device=x.device)
+            past_first[0] = 0.0
+            outputs["slots"] = outputs["slots"] + weight.unsqueeze(2) * past_first
         corrupted, severity, kinds, fog = self.corruption(x).split(
             [count, count, sum(self.kind_counts), 1], dim=1)
         outputs.update(corrupted=corrupted, severity=severity, fog=fog.squeeze(1))
