@@ -226,6 +226,8 @@ def test_checkpoint_round_trip_and_refusals(tmp_path, model):
     assert document["metrics"] == {"mAP": 0.5} and document["model"]["dim"] == SMALL.dim
     rasters = random_rasters(SMALL)
     torch.testing.assert_close(loaded(rasters)["heatmap"], model(rasters)["heatmap"])
+    again, _ = load_checkpoint(save_checkpoint(loaded, tmp_path / "again", {}))  # channels-last
+    torch.testing.assert_close(again(rasters)["heatmap"], model(rasters)["heatmap"])
 
     json_path = tmp_path / "m.json"
     original = json.loads(json_path.read_text())
