@@ -122,7 +122,7 @@ def test_depth_reference_is_the_farthest_surface_in_front_of_the_centre():
     40 m, the free slot last. A box centre at 20 m should take its own surface; at 7.8 m (just
     in front of the occluder) the occluder; at 120 m (no measurement within a factor of 2) the
     free slot; and a missing measurement is never the answer."""
-    candidates = torch.tensor(np.log([8.0, 18.0, 40.0, 0.0 + 1.0]), dtype=torch.float32)
+    candidates = torch.tensor(np.log([8.0, 18.0, 40.0, 1.0]), dtype=torch.float32)
     outputs = {"depth_candidates": candidates.view(1, 4, 1, 1),
                "depth_available": torch.ones(1, 4, 1, 1)}
 
