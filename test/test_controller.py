@@ -293,6 +293,32 @@ def test_quality_prior_lowers_a_weak_sensors_blocks_past_the_first(small_detecto
         ControllerConfig.from_dict({"quality_prior": -1})
 
 
+def test_slot_range_bounds_the_values_so_the_prior_keeps_its_weight(small_detector,
+                                                                    small_controller):
+    """With slot_range R the network's slot log values are R tanh(value / R): inside (-R, R),
+    in the same order, nearly unchanged where small. Unbounded, a trained controller's values
+    spread over 100 nats and a prior of a few nats never reorders them."""
+    bounded = LayerController(ControllerConfig(channels=(8, 8), hidden=16, slot_range=2.0),
+                              small_detector.config).eval()
+    bounded.load_state_dict(small_controller.state_dict())
+    raw = torch.linspace(-100.0, 100.0, bounded.slots.out_features)
+    with torch.no_grad():
+        for controller in (bounded, small_controller):
+            controller.slots.weight.zero_()
+            controller.slots.bias.copy_(raw)
+    rasters = {k: torch.from_numpy(r)[None]
+               for k, r in blank_inputs(small_detector.config).rasters.items()}
+    args = (rasters, torch.ones(1, 3), torch.ones(1, 3), torch.tensor([0.5]))
+    with torch.no_grad():
+        plain, values = small_controller(*args)["slots"], bounded(*args)["slots"]
+    torch.testing.assert_close(plain.flatten(), raw)
+    assert values.abs().max() <= 2.0
+    torch.testing.assert_close(values.flatten(), 2.0 * torch.tanh(raw / 2.0))
+    assert (values.flatten().diff() >= 0).all()
+    with pytest.raises(ValueError, match="slot_range"):
+        ControllerConfig.from_dict({"slot_range": -1.0})
+
+
 def test_controller_checkpoint_round_trip_and_refusals(tmp_path, small_controller):
     save_controller(small_controller, tmp_path / "ctl", {"training": {}})
     loaded, document = load_controller(tmp_path / "ctl.safetensors")

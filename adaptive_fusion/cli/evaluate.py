@@ -50,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", help="write a PNG here: mAP per condition (or, in a sweep, mAP "
                                        "against budget per condition and blocks per modality)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--protocol", choices=("all", "nuscenes"), default="all",
+                        help="which boxes count: 'all' objects in the camera's view within "
+                             "max_depth (default), or 'nuscenes': also drop ground truth without "
+                             "a lidar return and boxes past nuScenes' class ranges (single "
+                             "allocation only)")
     parser.add_argument("--breakdown", nargs="?", const="clean", metavar="CONDITIONS",
                         help="one allocation: break the score down (AP by distance and "
                              "visibility band, class confusion, localisation errors) for these "
@@ -76,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--costs prices the budgets of a sweep: add --methods or --budgets")
         if sweep and args.breakdown is not None:
             raise ValueError("--breakdown explains one allocation's score: drop --methods, "
+                             "--budgets and --controller")
+        if sweep and args.protocol != "all":
+            raise ValueError("--protocol nuscenes scores one allocation: drop --methods, "
                              "--budgets and --controller")
         if args.frames < 1:
             raise ValueError("--frames must be at least 1")
@@ -119,7 +127,7 @@ def run_single(args: argparse.Namespace, model) -> int:
     report = evaluate_conditions(model, frame_sets, conditions, allocation,
                                  latency_runs=args.latency_runs, show_progress=not args.json,
                                  breakdown_for=explained, distance=distance,
-                                 visibility=visibility)
+                                 visibility=visibility, protocol=args.protocol)
     report["model"] = str(args.model or DEFAULT_MODEL)
     if args.plot and explained:
         report["breakdown_plots"] = _breakdown_plot_paths(args.plot, explained)
@@ -171,7 +179,8 @@ def _single_summary(report: dict, config, args: argparse.Namespace) -> str:
     from adaptive_fusion.evaluation.breakdown import format_breakdown
 
     lines = [
-        f"model {report['model']}, {report['frames']} scenes, layers {report['allocation']}",
+        f"model {report['model']}, {report['frames']} scenes, layers {report['allocation']}, "
+        f"protocol {report['protocol']}",
         f"FLOPs {report['flops'] / 1e9:.3f} G ({100 * report['flops_fraction_of_full']:.0f}% "
         f"of full); latency median {report['latency']['median_ms']:.1f} ms, "
         f"p95 {report['latency']['p95_ms']:.1f} ms ({args.threads} threads)",

@@ -24,6 +24,11 @@ premise stated as a prior ("as many layers as its measured quality deserves"); t
 on top of it and can pay a weak sensor's blocks back where the detector still gains from them.
 A LayerDrop-trained detector loses little with any split of a budget, so the detection loss
 alone gives the controller almost no reason to move blocks away from a degraded sensor.
+
+slot_range R squashes the network's log values into (-R, R) before the prior is added. Unbounded,
+training with Gumbel noise of scale 1 drives them apart until the noise no longer matters: the
+session-3 controller's values of one frame span 100-180 nats, so a prior of a few nats reorders
+nothing, at training or at run time.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class ControllerConfig:
     hidden: int = 128
     may_skip_live: bool = False  # a use logit per modality may switch a live sensor off
     quality_prior: float = 0.0  # g: blocks past the first valued quality**g times (0 = off)
+    slot_range: float = 0.0  # R: slot log values squashed into (-R, R) (0 = unbounded)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -81,8 +87,10 @@ class ControllerConfig:
         config = cls(**values)
         if not config.channels or min(config.channels) < 1 or config.hidden < 1:
             raise ValueError(f"controller sizes must be positive: {config}")
-        if not isinstance(config.quality_prior, int | float) or not 0 <= config.quality_prior:
-            raise ValueError(f"quality_prior must be a number >= 0: {config.quality_prior!r}")
+        for key in ("quality_prior", "slot_range"):
+            value = getattr(config, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value:
+                raise ValueError(f"{key} must be a number >= 0: {value!r}")
         return config
 
 
@@ -166,6 +174,9 @@ class LayerController(nn.Module):
         x = self.trunk(torch.cat([*features, quality.float() * live, live, condition], dim=1))
         count = len(self.modalities)
         outputs = {"slots": self.slots(x).view(-1, count, self.layers)}
+        if self.config.slot_range:
+            bound = self.config.slot_range
+            outputs["slots"] = bound * torch.tanh(outputs["slots"] / bound)
         if self.config.quality_prior:
             weight = self.config.quality_prior * torch.log(
                 quality.float().clamp(QUALITY_FLOOR, 1.0))

@@ -18,7 +18,8 @@ from ..world.frames import FrameSet
 from ..world.world import World
 from .breakdown import DISTANCE_BANDS, VISIBILITY_BANDS, Bands, breakdown
 from .metrics import evaluate_detections
-from .runner import count_flops, detect_frames, measure_latency, score_frames
+from .protocol import PROTOCOLS, nuscenes_view
+from .runner import count_flops, detect_frames, measure_latency
 
 TEST_FIRST_SEED = 2_000_000  # test scenes never overlap training (0..) or validation (1e6..)
 
@@ -102,29 +103,33 @@ def evaluate_conditions(
     allocation: Mapping[str, Sequence[int]] | None, latency_runs: int = 50,
     show_progress: bool = False, breakdown_for: Collection[str] = (),
     distance: Bands = DISTANCE_BANDS, visibility: Bands = VISIBILITY_BANDS,
+    protocol: str = "all",
 ) -> dict:
     """The full report as a JSON-ready dict; the conditions named in `breakdown_for` also get a
-    "breakdown" (breakdown.py, with these bands)."""
+    "breakdown" (breakdown.py, with these bands). `protocol` (protocol.PROTOCOLS) says which
+    boxes count."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    classes = model.config.classes
     results = {}
     for condition in tqdm(conditions, desc="conditions", disable=not show_progress):
         corrupted = (
             corrupt(frames, condition.as_spec(), seed=i) if condition.spec else frames
             for i, frames in enumerate(frame_sets)
         )
-        if condition.name not in breakdown_for:
-            results[condition.name] = score_frames(model, corrupted, allocation).to_dict()
-            continue
         run = detect_frames(model, corrupted, allocation)
-        classes = model.config.classes
-        results[condition.name] = {
-            **evaluate_detections(run.predictions, run.truths, classes).to_dict(),
-            "breakdown": breakdown(run, classes, distance, visibility),
-        }
+        if protocol == "nuscenes":
+            run = nuscenes_view(run, frame_sets, classes)
+        results[condition.name] = evaluate_detections(run.predictions, run.truths,
+                                                      classes).to_dict()
+        if condition.name in breakdown_for:
+            results[condition.name]["breakdown"] = breakdown(run, classes, distance, visibility)
     inputs = prepare_inputs(frame_sets[0], model.config)
     flops = count_flops(model, inputs, allocation)
     full_flops = count_flops(model, inputs, None)
     return {
         "allocation": {m: list(b) for m, b in (allocation or {}).items()} or "full",
+        "protocol": protocol,
         "frames": len(frame_sets),
         "flops": flops,
         "flops_fraction_of_full": flops / full_flops,

@@ -1,0 +1,62 @@
+"""Which boxes a score counts.
+
+"all", the package's own protocol: every object whose centre lies in the camera's view within
+max_depth (runner.evaluated_objects), however far or hidden, and every detection.
+
+"nuscenes", as nuScenes' detection benchmark filters its boxes before matching (its
+`filter_eval_boxes`): ground truth and detections beyond the class's range from the ego vehicle
+are dropped (50 m for cars, 40 m for pedestrians and bicycles, bird's-eye view from the lidar
+origin), and so is ground truth without a single lidar return inside its box. The returns are
+counted in the clean scene, so that every condition is scored against the same ground truth, as
+nuScenes counts them in the annotated sweep. Numbers in this protocol compare with papers that
+report nuScenes mAP; the package's own is the stricter one.
+"""
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from ..model.coding import Boxes3D
+from ..world.frames import FrameSet
+from .runner import DetectedFrames
+
+PROTOCOLS = ("all", "nuscenes")
+# nuScenes' class_range of its detection config, by our class names (its "bicycle" for cyclist).
+NUSCENES_CLASS_RANGE_M = {"car": 50.0, "pedestrian": 40.0, "cyclist": 40.0}
+
+
+def lidar_points_in_boxes(points: np.ndarray, boxes: Boxes3D) -> np.ndarray:
+    """(N,) count of the (M, 3+) lidar-frame points inside each of N yawed boxes."""
+    if not len(boxes) or not len(points):
+        return np.zeros(len(boxes), np.int64)
+    offset = points[None, :, :3].astype(np.float64) - boxes.centers[:, None, :]
+    cos, sin = np.cos(boxes.yaws)[:, None], np.sin(boxes.yaws)[:, None]
+    along = cos * offset[..., 0] + sin * offset[..., 1]
+    across = -sin * offset[..., 0] + cos * offset[..., 1]
+    half = boxes.sizes[:, None, :] / 2
+    inside = ((np.abs(along) <= half[..., 0]) & (np.abs(across) <= half[..., 1])
+              & (np.abs(offset[..., 2]) <= half[..., 2]))
+    return inside.sum(axis=1)
+
+
+def within_class_range(boxes: Boxes3D, classes: Sequence[str]) -> np.ndarray:
+    limits = np.array([NUSCENES_CLASS_RANGE_M[name] for name in classes])
+    return np.hypot(boxes.centers[:, 0], boxes.centers[:, 1]) <= limits[boxes.labels]
+
+
+def nuscenes_view(run: DetectedFrames, scenes: Sequence[FrameSet],
+                  classes: Sequence[str]) -> DetectedFrames:
+    """The run as nuScenes would score it; `scenes` are the clean scenes the run's frames were
+    made from, in the same order."""
+    unknown = [name for name in classes if name not in NUSCENES_CLASS_RANGE_M]
+    if unknown:
+        raise ValueError(f"no nuScenes class range for {unknown}")
+    view = replace(run, predictions=[], truths=[], visibility=[])
+    for scene, prediction, truth, visibility in zip(scenes, run.predictions, run.truths,
+                                                    run.visibility, strict=True):
+        keep = within_class_range(truth, classes) & (lidar_points_in_boxes(scene.points, truth) > 0)
+        view.truths.append(truth.select(keep))
+        view.visibility.append(visibility[keep])
+        view.predictions.append(prediction.select(within_class_range(prediction, classes)))
+    return view
