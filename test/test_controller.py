@@ -642,3 +642,32 @@ def test_runtime_pipeline_reports_a_switched_off_sensor_with_zero_blocks(tmp_pat
         assert layers["camera"] == 0 and layers["depth"] >= 1 and layers["lidar"] >= 1
         assert pipeline.timer.calls == sum(layers.values()) <= result.budget.total_blocks
     assert layers == {"camera": 0, "depth": 4, "lidar": 4}
+
+
+def test_shipped_controller_moves_blocks_off_a_corrupted_sensor():
+    """The product's premise on the shipped detector and controller: at half the blocks, a
+    sensor corrupted at severity 1 gets less than half its clean mean of blocks, over the same
+    seeded test scenes (its block 0 stays while it runs), and a lidar that invents returns is
+    switched off."""
+    from adaptive_fusion.evaluation.report import TEST_FIRST_SEED, parse_conditions, render_test_set
+    from adaptive_fusion.evaluation.sweep import prepare_condition
+    from adaptive_fusion.model.checkpoint import DEFAULT_MODEL
+
+    model, _ = load_checkpoint(DEFAULT_MODEL)
+    table = flop_cost_table(model)
+    allocator = LearnedAllocator(DEFAULT_CONTROLLER, table)
+    scenes = render_test_set(4, TEST_FIRST_SEED)
+    budget = block_budget(table, fraction=0.5)
+
+    def mean_blocks(condition: str) -> dict[str, float]:
+        frames = prepare_condition(model, scenes, parse_conditions(condition, [1.0])[0])
+        allocations = [allocator.allocate(f.inputs, f.quality, f.live, budget) for f in frames]
+        return {m: float(np.mean([len(a.get(m, ())) for a in allocations])) for m in MODALITIES}
+
+    clean = mean_blocks("clean")
+    assert all(clean[m] >= 2.5 for m in MODALITIES), clean
+    for condition, sensor in [("camera:noise", "camera"), ("camera:fog", "camera"),
+                              ("depth:noise", "depth"), ("lidar:range_noise", "lidar")]:
+        corrupted = mean_blocks(condition)
+        assert corrupted[sensor] < 0.5 * clean[sensor], (condition, corrupted, clean)
+    assert mean_blocks("lidar:spurious")["lidar"] == 0.0

@@ -173,6 +173,8 @@ def test_scenario_file(tmp_path):
     assert scenario.due(1.5) == []
     assert [(e.action, e.value) for e in scenario.due(2.0)] == [("budget", 0.25)]
     assert [e.modality for e in scenario.due(10)] == ["lidar", "lidar"] and scenario.finished
+    assert [e.label for e in scenario.events] == [
+        "camera fog 0.8", "depth clear", "budget 0.25", "kill lidar", "revive lidar"]
     for bad in (
         "events:\n  - {at: 1, corrupt: {camera: [banana, 0.5]}}\n",
         "events:\n  - {at: 1, corrupt: {camera: [fog, 2]}}\n",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 
 from ..model.checkpoint import CheckpointError, checkpoint_paths, read_json
@@ -49,4 +50,6 @@ def load_controller(path: str | Path) -> tuple[LayerController, dict]:
     except Exception as error:  # safetensors' own errors, missing file, or mismatched tensors
         raise CheckpointError(f"{weights_path} does not hold this controller's weights: "
                               f"{error}") from error
-    return controller.eval(), document
+    # Channels-last convolution weights, as the detector's: decide() at batch 1 takes 1.08 ms
+    # instead of 1.29 (quiet host, interleaved); the outputs are the same.
+    return controller.to(memory_format=torch.channels_last).eval(), document

@@ -33,6 +33,16 @@ class Event:
     kind: str | None = None
     value: float | None = None  # severity or budget
 
+    @property
+    def label(self) -> str:
+        """Short text for a plot: "camera fog 0.8", "camera clear", "budget 0.25", "kill lidar"."""
+        if self.action == "budget":
+            return f"budget {self.value:g}"
+        if self.action == "corrupt":
+            return (f"{self.modality} clear" if self.kind == "none"
+                    else f"{self.modality} {self.kind} {self.value:g}")
+        return f"{self.action} {self.modality}"
+
 
 def parse_event(entry: dict, index: int) -> list[Event]:
     where = f"event {index}"

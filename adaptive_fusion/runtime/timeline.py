@@ -71,8 +71,7 @@ def plot_timeline(rows: list[dict], events, path: str) -> None:
     budget_axis.set_ylabel("compute budget")
     labels: dict[float, list[str]] = {}  # events at one time share a line and a label
     for event in events:
-        label = event.action if event.modality is None else f"{event.action} {event.modality}"
-        labels.setdefault(event.at, []).append(label)
+        labels.setdefault(event.at, []).append(event.label)
     for at, names in labels.items():
         for axis in axes:
             axis.axvline(at, color="grey", linestyle=":", linewidth=1)
