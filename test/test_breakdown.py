@@ -38,12 +38,12 @@ def scenario() -> DetectedFrames:
     """One frame seen from the origin. Truth: cars T0 (5 m, visible), T1 (15 m, 5% visible, never
     found), T2 (25 m, visible); pedestrian T3 (8.5 m, visible). Predictions: car P2 (score 0.95)
     8.5 m from any truth, in the 10-20 m band; cars P0 and P1 exactly on T0 and T2; a cyclist P3
-    0.2 m from the pedestrian."""
+    0.2 m from the pedestrian. Lidar returns in the truth boxes: 50, 0, 5, 12."""
     truth = boxes([[5, 0, 0], [15, 0, 0], [25, 0, 0], [8, -3, 0]], [0, 0, 0, 1])
     prediction = boxes([[12, 8, 0], [5, 0, 0], [25, 0, 0], [8, -3.2, 0]], [0, 0, 0, 2],
                        [0.95, 0.9, 0.8, 0.7])
     return DetectedFrames([prediction], [truth], [np.array([0.9, 0.05, 0.9, 0.9], np.float32)],
-                          [ORIGIN])
+                          [ORIGIN], [np.array([50, 0, 5, 12])])
 
 
 def test_bands_label_and_index_half_open_with_an_open_top():
@@ -83,6 +83,18 @@ def test_visibility_bands_count_unmatched_detections_as_false_positives_everywhe
     assert visible["mAP"] == pytest.approx(1 / 3, abs=1e-4)
     assert visible["recall_per_threshold_m"]["4.0"] == pytest.approx(2 / 3, abs=1e-4)
     assert result["0.1-0.5"]["mAP"] is None
+
+
+def test_lidar_return_bands_judge_each_object_by_the_returns_in_its_box():
+    result = breakdown(scenario(), CLASSES)["lidar_return_bands"]
+    assert list(result) == ["0-3", "3-10", "10-30", "30+"]
+    # 0-3: T1, never found. 3-10: T2; P2 a FP (unmatched), P0 ignored (on T0), P1 a TP: AP 1/2.
+    assert result["0-3"]["mAP"] == 0.0
+    assert result["3-10"]["AP_per_class"]["car"] == pytest.approx(0.5, abs=1e-4)
+    assert result["3-10"]["recall_per_threshold_m"]["0.5"] == 1.0
+    # 10-30: the pedestrian, taken by a cyclist detection: AP 0. 30+: T0 behind P2's FP: AP 1/2.
+    assert result["10-30"]["mAP"] == 0.0
+    assert result["30+"]["mAP"] == pytest.approx(0.5, abs=1e-4)
 
 
 def test_class_confusion_label_free_and_pooled_class_agnostic():
@@ -159,7 +171,7 @@ def test_localisation_medians_per_class_and_distance_band():
     truth = boxes([[5, 0, 0], [0, 8, 0], [15, 0, 0], [20, 5, 0], [6, -6, 0]], [0, 0, 0, 0, 1])
     pred = boxes([[5.2, 0.1, 0], [-0.3, 8.4, 0], [14.5, 0, 0], [23, 5, 0], [6, -6, 0]],
                  [0, 0, 0, 0, 2], yaws=[0, math.pi - 0.1, 0.1, 0, 0])
-    run = DetectedFrames([pred], [truth], [np.ones(5, np.float32)], [ORIGIN])
+    run = DetectedFrames([pred], [truth], [np.ones(5, np.float32)], [ORIGIN], [np.full(5, 20)])
     result = breakdown(run, CLASSES)
     car = result["localisation_2m"]["car"]
     # The car 3 m off is no TP at 2 m, nor is the cyclist on the pedestrian: 3 car TPs.
@@ -188,12 +200,13 @@ def test_breakdown_mean_ap_matches_the_plain_metric():
                                                                            abs=1e-4)
 
 
-def test_detect_frames_carries_visibility_and_viewpoint(model_path):
+def test_detect_frames_carries_visibility_viewpoint_and_lidar_returns(model_path):
     from adaptive_fusion.evaluation.report import render_test_set
     from adaptive_fusion.evaluation.runner import (
         detect_frames,
         evaluated_objects,
         evaluation_truth,
+        lidar_points_in_boxes,
     )
     from adaptive_fusion.model.checkpoint import load_checkpoint
     from adaptive_fusion.model.inputs import prepare_inputs
@@ -208,6 +221,9 @@ def test_detect_frames_carries_visibility_and_viewpoint(model_path):
     assert run.truths[0].centers.tolist() == evaluation_truth(frames[0], inputs,
                                                               model.config).centers.tolist()
     assert run.viewpoints[0] == pytest.approx([0.27, 0.0, -0.08])  # the default rig's camera
+    returns = run.lidar_returns[0]
+    assert len(returns) == len(run.truths[0]) and returns.max() > 10
+    assert returns.tolist() == lidar_points_in_boxes(frames[0].points, run.truths[0]).tolist()
 
 
 def test_evaluate_cli_breakdown_json_and_plot(model_path, tmp_path, capsys):
@@ -224,7 +240,7 @@ def test_evaluate_cli_breakdown_json_and_plot(model_path, tmp_path, capsys):
     assert list(result["distance_bands"]) == ["0-20 m", "20+ m"]
     assert list(result["visibility_bands"]) == ["0-0.1", "0.1-0.5", "0.5-0.8", "0.8+"]
     total = sum(clean["ground_truth_per_class"].values())
-    for key in ("distance_bands", "visibility_bands"):
+    for key in ("distance_bands", "visibility_bands", "lidar_return_bands"):
         assert sum(sum(b["ground_truth_per_class"].values())
                    for b in result[key].values()) == total
     assert result["class_confusion"]["mAP"] == clean["mAP"]

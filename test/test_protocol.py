@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from adaptive_fusion.evaluation.protocol import lidar_points_in_boxes, nuscenes_view
-from adaptive_fusion.evaluation.runner import DetectedFrames
+from adaptive_fusion.evaluation.protocol import nuscenes_view
+from adaptive_fusion.evaluation.runner import DetectedFrames, lidar_points_in_boxes
 from adaptive_fusion.model.coding import Boxes3D
 
 CLASSES = ("car", "pedestrian", "cyclist")
@@ -33,6 +33,7 @@ def test_lidar_points_counted_in_the_box_frame():
     assert lidar_points_in_boxes(points, box).tolist() == [2]
     assert lidar_points_in_boxes(points[:0], box).tolist() == [0]
     assert lidar_points_in_boxes(points, boxes(np.zeros((0, 3)), [])).tolist() == []
+    assert lidar_points_in_boxes(None, box).tolist() == [0]  # lidar missing
 
 
 def test_nuscenes_view_drops_far_boxes_per_class_and_truth_without_returns():
@@ -44,10 +45,11 @@ def test_nuscenes_view_drops_far_boxes_per_class_and_truth_without_returns():
     scene = SimpleNamespace(points=np.array([[45, 0, 0, 1], [0, 45, 0, 1], [0, -30, 0, 1]],
                                             np.float32))
     run = DetectedFrames([prediction], [truth], [np.float32([0.9, 0.8, 0.7, 0.6])],
-                         [np.zeros(3)])
+                         [np.zeros(3)], [np.array([1, 1, 0, 1])])
     view = nuscenes_view(run, [scene], CLASSES)
     assert view.truths[0].centers[:, :2].tolist() == [[45, 0], [0, -30]]
     assert view.visibility[0].tolist() == np.float32([0.9, 0.6]).tolist()
+    assert view.lidar_returns[0].tolist() == [1, 1]
     assert view.predictions[0].labels.tolist() == [0]
     assert len(run.truths[0]) == 4 and len(run.predictions[0]) == 2  # the run is left alone
 

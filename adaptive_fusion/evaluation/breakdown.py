@@ -34,6 +34,7 @@ from .runner import DetectedFrames
 
 DEFAULT_DISTANCE_EDGES = (0.0, 10.0, 20.0, 30.0)  # metres; the last band is open
 DEFAULT_VISIBILITY_EDGES = (0.0, 0.1, 0.5, 0.8)  # unoccluded fraction of the object's outline
+DEFAULT_RETURN_EDGES = (0.0, 3.0, 10.0, 30.0)  # lidar returns inside the ground truth box
 LOCALISATION_THRESHOLD = 2.0  # metres: the true positives whose errors are measured
 YAW_BIN_EDGES_DEG = tuple(range(0, 181, 15))  # histogram of the yaw errors (front/back flips)
 AGNOSTIC = ("object",)  # the one class of the class-agnostic evaluation
@@ -236,6 +237,7 @@ def _class_masks(errors: MatchedErrors, classes: Sequence[str]) -> dict[str, np.
 
 DISTANCE_BANDS = Bands(DEFAULT_DISTANCE_EDGES, " m")
 VISIBILITY_BANDS = Bands(DEFAULT_VISIBILITY_EDGES)
+RETURN_BANDS = Bands(DEFAULT_RETURN_EDGES)
 
 
 def breakdown(
@@ -255,6 +257,10 @@ def breakdown(
         "visibility_bands": band_metrics(
             run.predictions, run.truths, classes, visibility,
             [visibility.index(v) for v in run.visibility], None),
+        # How much the lidar saw of each object: like visibility, a property of the truth only.
+        "lidar_return_bands": band_metrics(
+            run.predictions, run.truths, classes, RETURN_BANDS,
+            [RETURN_BANDS.index(n) for n in run.lidar_returns], None),
         "class_confusion": class_confusion(run, classes),
         "localisation_2m": localisation(errors, classes, distance),
         "yaw_error_histogram_2m": yaw_histogram(errors, classes),
@@ -266,7 +272,8 @@ def format_breakdown(result: dict, classes: Sequence[str]) -> str:
     recall at 2 m, class confusion, and the 2 m true positives' errors per distance band."""
     lines = []
     for title, key in (("distance (BEV from camera)", "distance_bands"),
-                       ("visibility", "visibility_bands")):
+                       ("visibility", "visibility_bands"),
+                       ("lidar returns in the box", "lidar_return_bands")):
         lines.append(f"{'AP by ' + title:<30}{'mAP':>7}" + "".join(f"{c:>12}" for c in classes)
                      + f"{'objects':>9}{'recall@2m':>11}")
         for label, band in result[key].items():
@@ -295,18 +302,21 @@ def _number(value: float | None, digits: int = 3) -> str:
 
 
 def plot_breakdown(result: dict, classes: Sequence[str], path: str, title: str = "") -> None:
-    """Six panels. Top: AP per distance band and per visibility band (per class, with the
-    objects in each band and the recall reached at 2 m), per-class AP with and without the label
-    having to be right. Bottom: median radial and lateral error of the 2 m true positives per
-    distance band, their yaw errors, and which label takes each object (2 m, any label)."""
+    """Seven panels. Top: AP per distance band, per visibility band and per band of lidar
+    returns in the box (per class, with the objects in each band and the recall reached at 2 m),
+    per-class AP with and without the label having to be right. Bottom: median radial and
+    lateral error of the 2 m true positives per distance band, their yaw errors, and which label
+    takes each object (2 m, any label)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 3, figsize=(17, 9))
+    fig, axes = plt.subplots(2, 4, figsize=(22, 9))
+    axes[1, 3].remove()
     for ax, key, name in ((axes[0, 0], "distance_bands", "BEV distance from the camera"),
-                          (axes[0, 1], "visibility_bands", "visibility (unoccluded fraction)")):
+                          (axes[0, 1], "visibility_bands", "visibility (unoccluded fraction)"),
+                          (axes[0, 2], "lidar_return_bands", "lidar returns in the box")):
         bands = result[key]
         groups = [f"{label}\n{sum(b['ground_truth_per_class'].values())} obj."
                   for label, b in bands.items()]
@@ -319,7 +329,7 @@ def plot_breakdown(result: dict, classes: Sequence[str], path: str, title: str =
         ax.legend(fontsize=7, loc="upper center", ncol=3)
         ax.set_title(f"AP by {name}", fontsize=10)
         ax.set_ylabel("AP (0.5/1/2/4 m), recall")
-    _plot_confusion_cost(axes[0, 2], result["class_confusion"], classes)
+    _plot_confusion_cost(axes[0, 3], result["class_confusion"], classes)
     _plot_sight_errors(axes[1, 0], result["localisation_2m"], classes)
     _plot_yaw(axes[1, 1], result["yaw_error_histogram_2m"], classes)
     _plot_confusion_matrix(axes[1, 2], result["class_confusion"]["confusion_2m"], classes)

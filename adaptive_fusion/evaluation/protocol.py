@@ -19,25 +19,11 @@ import numpy as np
 
 from ..model.coding import Boxes3D
 from ..world.frames import FrameSet
-from .runner import DetectedFrames
+from .runner import DetectedFrames, lidar_points_in_boxes
 
 PROTOCOLS = ("all", "nuscenes")
 # nuScenes' class_range of its detection config, by our class names (its "bicycle" for cyclist).
 NUSCENES_CLASS_RANGE_M = {"car": 50.0, "pedestrian": 40.0, "cyclist": 40.0}
-
-
-def lidar_points_in_boxes(points: np.ndarray, boxes: Boxes3D) -> np.ndarray:
-    """(N,) count of the (M, 3+) lidar-frame points inside each of N yawed boxes."""
-    if not len(boxes) or not len(points):
-        return np.zeros(len(boxes), np.int64)
-    offset = points[None, :, :3].astype(np.float64) - boxes.centers[:, None, :]
-    cos, sin = np.cos(boxes.yaws)[:, None], np.sin(boxes.yaws)[:, None]
-    along = cos * offset[..., 0] + sin * offset[..., 1]
-    across = -sin * offset[..., 0] + cos * offset[..., 1]
-    half = boxes.sizes[:, None, :] / 2
-    inside = ((np.abs(along) <= half[..., 0]) & (np.abs(across) <= half[..., 1])
-              & (np.abs(offset[..., 2]) <= half[..., 2]))
-    return inside.sum(axis=1)
 
 
 def within_class_range(boxes: Boxes3D, classes: Sequence[str]) -> np.ndarray:
@@ -52,11 +38,12 @@ def nuscenes_view(run: DetectedFrames, scenes: Sequence[FrameSet],
     unknown = [name for name in classes if name not in NUSCENES_CLASS_RANGE_M]
     if unknown:
         raise ValueError(f"no nuScenes class range for {unknown}")
-    view = replace(run, predictions=[], truths=[], visibility=[])
-    for scene, prediction, truth, visibility in zip(scenes, run.predictions, run.truths,
-                                                    run.visibility, strict=True):
+    view = replace(run, predictions=[], truths=[], visibility=[], lidar_returns=[])
+    for scene, prediction, truth, visibility, returns in zip(
+            scenes, run.predictions, run.truths, run.visibility, run.lidar_returns, strict=True):
         keep = within_class_range(truth, classes) & (lidar_points_in_boxes(scene.points, truth) > 0)
         view.truths.append(truth.select(keep))
         view.visibility.append(visibility[keep])
+        view.lidar_returns.append(returns[keep])
         view.predictions.append(prediction.select(within_class_range(prediction, classes)))
     return view

@@ -43,16 +43,33 @@ def detect(
                   score_threshold=score_threshold)
 
 
+def lidar_points_in_boxes(points: np.ndarray | None, boxes: Boxes3D) -> np.ndarray:
+    """(N,) count of the (M, 3+) lidar-frame points inside each of N yawed boxes (none for a
+    missing cloud)."""
+    if points is None or not len(boxes) or not len(points):
+        return np.zeros(len(boxes), np.int64)
+    offset = points[None, :, :3].astype(np.float64) - boxes.centers[:, None, :]
+    cos, sin = np.cos(boxes.yaws)[:, None], np.sin(boxes.yaws)[:, None]
+    along = cos * offset[..., 0] + sin * offset[..., 1]
+    across = -sin * offset[..., 0] + cos * offset[..., 1]
+    half = boxes.sizes[:, None, :] / 2
+    inside = ((np.abs(along) <= half[..., 0]) & (np.abs(across) <= half[..., 1])
+              & (np.abs(offset[..., 2]) <= half[..., 2]))
+    return inside.sum(axis=1)
+
+
 @dataclass
 class DetectedFrames:
     """Predictions and ground truth of a run over frame sets, with what a breakdown of the
-    score needs per frame: the visibility of each ground truth box and the camera centre (the
-    detector's viewpoint) in the lidar frame."""
+    score needs per frame: the visibility of each ground truth box, the camera centre (the
+    detector's viewpoint) in the lidar frame, and the lidar returns inside each ground truth box
+    in the cloud the detector got."""
 
     predictions: list[Boxes3D] = field(default_factory=list)
     truths: list[Boxes3D] = field(default_factory=list)
     visibility: list[np.ndarray] = field(default_factory=list)
     viewpoints: list[np.ndarray] = field(default_factory=list)
+    lidar_returns: list[np.ndarray] = field(default_factory=list)
 
 
 def detect_frames(
@@ -65,9 +82,11 @@ def detect_frames(
     for frames in frame_sets:
         inputs = prepare_inputs(frames, model.config)
         evaluated = evaluated_objects(frames, inputs, model.config)
+        truth = boxes_from_objects(frames.objects).select(evaluated)
         run.predictions.append(detect(model, inputs, allocation))
-        run.truths.append(boxes_from_objects(frames.objects).select(evaluated))
+        run.truths.append(truth)
         run.visibility.append(frames.objects.visibility[evaluated])
+        run.lidar_returns.append(lidar_points_in_boxes(frames.points, truth))
         R, t = inputs.T_cam_lidar[:3, :3], inputs.T_cam_lidar[:3, 3]
         run.viewpoints.append(-R.T @ t)
     return run
