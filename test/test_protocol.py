@@ -5,8 +5,9 @@ import json
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
-from adaptive_fusion.evaluation.protocol import nuscenes_view
+from adaptive_fusion.evaluation.protocol import check_protocol, nuscenes_view
 from adaptive_fusion.evaluation.runner import DetectedFrames, lidar_points_in_boxes
 from adaptive_fusion.model.coding import Boxes3D
 
@@ -52,6 +53,11 @@ def test_nuscenes_view_drops_far_boxes_per_class_and_truth_without_returns():
     assert view.lidar_returns[0].tolist() == [1, 1]
     assert view.predictions[0].labels.tolist() == [0]
     assert len(run.truths[0]) == 4 and len(run.predictions[0]) == 2  # the run is left alone
+    with pytest.raises(ValueError, match="no class range for \\['truck'\\]"):
+        check_protocol("nuscenes", ("car", "truck"))
+    with pytest.raises(ValueError, match="unknown protocol 'kitti'"):
+        check_protocol("kitti", CLASSES)
+    check_protocol("all", ("car", "truck"))
 
 
 def test_evaluate_cli_nuscenes_protocol_counts_a_subset(model_path, capsys):

@@ -109,12 +109,14 @@ def _conditions(args: argparse.Namespace):
 
 def run_single(args: argparse.Namespace, model) -> int:
     from adaptive_fusion.evaluation.breakdown import Bands
+    from adaptive_fusion.evaluation.protocol import check_protocol
     from adaptive_fusion.evaluation.report import evaluate_conditions
     from adaptive_fusion.model.allocation import AllocationError, parse_allocation
     from adaptive_fusion.model.checkpoint import DEFAULT_MODEL
 
     config = model.config
     try:
+        check_protocol(args.protocol, config.classes)
         allocation = parse_allocation(args.layers or "1.0", config.modalities, config.layers)
         conditions = _conditions(args)
         explained = _breakdown_conditions(args.breakdown, [c.name for c in conditions])

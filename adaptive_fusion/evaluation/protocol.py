@@ -26,6 +26,15 @@ PROTOCOLS = ("all", "nuscenes")
 NUSCENES_CLASS_RANGE_M = {"car": 50.0, "pedestrian": 40.0, "cyclist": 40.0}
 
 
+def check_protocol(protocol: str, classes: Sequence[str]) -> None:
+    """ValueError unless `protocol` is known and can score these classes."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    unknown = [name for name in classes if name not in NUSCENES_CLASS_RANGE_M]
+    if protocol == "nuscenes" and unknown:
+        raise ValueError(f"protocol nuscenes has no class range for {unknown}")
+
+
 def within_class_range(boxes: Boxes3D, classes: Sequence[str]) -> np.ndarray:
     limits = np.array([NUSCENES_CLASS_RANGE_M[name] for name in classes])
     return np.hypot(boxes.centers[:, 0], boxes.centers[:, 1]) <= limits[boxes.labels]
@@ -35,9 +44,7 @@ def nuscenes_view(run: DetectedFrames, scenes: Sequence[FrameSet],
                   classes: Sequence[str]) -> DetectedFrames:
     """The run as nuScenes would score it; `scenes` are the clean scenes the run's frames were
     made from, in the same order."""
-    unknown = [name for name in classes if name not in NUSCENES_CLASS_RANGE_M]
-    if unknown:
-        raise ValueError(f"no nuScenes class range for {unknown}")
+    check_protocol("nuscenes", classes)
     view = replace(run, predictions=[], truths=[], visibility=[], lidar_returns=[])
     for scene, prediction, truth, visibility, returns in zip(
             scenes, run.predictions, run.truths, run.visibility, run.lidar_returns, strict=True):

@@ -18,7 +18,7 @@ from ..world.frames import FrameSet
 from ..world.world import World
 from .breakdown import DISTANCE_BANDS, VISIBILITY_BANDS, Bands, breakdown
 from .metrics import evaluate_detections
-from .protocol import PROTOCOLS, nuscenes_view
+from .protocol import check_protocol, nuscenes_view
 from .runner import count_flops, detect_frames, measure_latency
 
 TEST_FIRST_SEED = 2_000_000  # test scenes never overlap training (0..) or validation (1e6..)
@@ -108,9 +108,8 @@ def evaluate_conditions(
     """The full report as a JSON-ready dict; the conditions named in `breakdown_for` also get a
     "breakdown" (breakdown.py, with these bands). `protocol` (protocol.PROTOCOLS) says which
     boxes count."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
     classes = model.config.classes
+    check_protocol(protocol, classes)
     results = {}
     for condition in tqdm(conditions, desc="conditions", disable=not show_progress):
         corrupted = (
