@@ -127,11 +127,36 @@ def test_depth_reference_is_the_farthest_surface_in_front_of_the_centre():
                "depth_available": torch.ones(1, 4, 1, 1)}
 
     def choice(metres: float) -> int:
-        return int(depth_reference_choice(outputs, torch.tensor(np.log(metres)).view(1, 1, 1, 1)))
+        return int(depth_reference_choice(outputs, torch.tensor(np.log(metres)).view(1, 1, 1, 1),
+                                          torch.full((1, 1, 1, 1), 0.3)))  # a pedestrian
 
     assert [choice(20.0), choice(7.8), choice(120.0)] == [1, 0, 3]
     outputs["depth_available"][0, 1] = 0.0
     assert choice(20.0) == 2  # the occluder is too far in front: the background just behind
+
+
+def test_depth_reference_is_the_own_cell_when_it_sees_the_box():
+    """A 3x3 window around a car's centre cell (centre 20 m away, footprint radius 2.4 m, so its
+    nearest point can be 2.4 m in front). Its own cell measuring the car's near side at 18 m is
+    the reference, though a neighbour measures the car 19.5 m away, nearer the centre; its own
+    cell measuring an occluder at 8 m, the neighbour on the car is; a measurement 3 m in front
+    (more than the car's radius) is not the car's: the neighbour again."""
+    metres = np.full(9, 60.0)
+    metres[4], metres[7] = 18.0, 19.5  # the centre cell and the one below it
+    candidates = torch.tensor(np.log([*metres, 1.0]), dtype=torch.float32).view(1, 10, 1, 1)
+    outputs = {"depth_candidates": candidates, "depth_available": torch.ones(1, 10, 1, 1)}
+    log_depth, radius = torch.tensor(np.log(20.0)).view(1, 1, 1, 1), torch.full((1, 1, 1, 1), 2.4)
+
+    def choice() -> int:
+        return int(depth_reference_choice(outputs, log_depth, radius))
+
+    assert choice() == 4
+    for own in (8.0, 17.0):
+        outputs["depth_candidates"][0, 4] = float(np.log(own))
+        assert choice() == 7, own
+    outputs["depth_available"][0, 4] = 0.0
+    outputs["depth_candidates"][0, 4] = float(np.log(18.0))
+    assert choice() == 7  # no measurement in its own cell
 
 
 def test_depth_choice_loss_teaches_the_residual_against_the_right_reference():

@@ -22,6 +22,11 @@ SAME_SURFACE = 0.02
 # FRONT_TOLERANCE; none at all, the free slot.
 BEHIND_TOLERANCE = 0.05
 FRONT_TOLERANCE = 0.7
+# ... unless the cell's own measurement (the window's centre) lies on the box itself: in front of
+# its centre by at most half its footprint's diagonal. Then that is the reference, even if a
+# neighbour measures a surface nearer the centre: for a visible object the head learns "my own
+# cell" and looks elsewhere only where its own cell sees an occluder. The window-5 head without
+# this rule lost 0.858 -> 0.704 mAP within 10 m, picking among a near object's surfaces.
 FOCAL_ALPHA = 2.0
 FOCAL_BETA = 4.0
 
@@ -55,7 +60,7 @@ def detection_terms(outputs: dict[str, torch.Tensor], targets: dict[str, torch.T
         start += channels
         predicted = outputs[name]
         if name == "log_depth" and "depth_choice" in outputs:
-            choice = depth_reference_choice(outputs, target)
+            choice = depth_reference_choice(outputs, target, footprint_radius(targets))
             # The residual is learnt against the reference it should have chosen (teacher
             # forcing), so that a wrong choice early in training does not teach a wrong residual.
             predicted = outputs["depth_residual"] + outputs["depth_candidates"].gather(1, choice)
@@ -83,11 +88,20 @@ def choice_loss(outputs: dict[str, torch.Tensor], choice: torch.Tensor) -> torch
     return torch.logsumexp(logits, dim=1, keepdim=True) - chosen
 
 
+def footprint_radius(targets: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B, 1, rows, cols) half the diagonal of each box cell's footprint, metres."""
+    names = list(REGRESSION_CHANNELS)
+    start = sum(REGRESSION_CHANNELS[name] for name in names[: names.index("log_size")])
+    length_width = targets["regression"][:, start : start + 2].float().exp()
+    return 0.5 * length_width.norm(dim=1, keepdim=True)
+
+
 def depth_reference_choice(
-    outputs: dict[str, torch.Tensor], log_depth: torch.Tensor
+    outputs: dict[str, torch.Tensor], log_depth: torch.Tensor, radius: torch.Tensor
 ) -> torch.Tensor:
     """(B, 1, rows, cols) index of the depth candidate each cell should choose for a box whose
-    centre is at `log_depth` (B, 1, rows, cols): see BEHIND_TOLERANCE."""
+    centre is at `log_depth` with a footprint of `radius` metres (each (B, 1, rows, cols)): its
+    own cell's measurement if that lies on the box, else see BEHIND_TOLERANCE."""
     candidates = outputs["depth_candidates"][:, :-1].float()
     available = outputs["depth_available"][:, :-1] > 0.5
     in_front = log_depth.float() - candidates  # > 0: the measurement is nearer than the centre
@@ -96,7 +110,14 @@ def depth_reference_choice(
     key = torch.where(usable, key, torch.full_like(key, float("inf")))
     best, index = key.min(dim=1, keepdim=True)
     free = candidates.shape[1]
-    return torch.where(torch.isfinite(best), index, torch.full_like(index, free))
+    index = torch.where(torch.isfinite(best), index, torch.full_like(index, free))
+    centre = free // 2
+    depth = log_depth.float().exp()
+    # log z - log(z - r): how far in front of the centre the box's nearest point can be
+    on_box = -torch.log1p(-(radius.float() / depth).clamp(max=0.99))
+    own = in_front[:, centre : centre + 1]
+    own_on_box = available[:, centre : centre + 1] & (own >= -BEHIND_TOLERANCE) & (own <= on_box)
+    return torch.where(own_on_box, torch.full_like(index, centre), index)
 
 
 def detection_loss(
