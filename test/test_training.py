@@ -17,7 +17,14 @@ from adaptive_fusion.training.augment import CorruptionSampler, mirror
 from adaptive_fusion.training.config import ConfigError, load_config
 from adaptive_fusion.training.distributed import EpochSampler
 from adaptive_fusion.training.layerdrop import DropSchedule
-from adaptive_fusion.training.loss import depth_reference_choice, detection_loss, focal_loss
+from adaptive_fusion.training.loss import (
+    depth_reference_choice,
+    depth_scale_loss,
+    detection_loss,
+    focal_loss,
+    per_sample_detection_loss,
+    training_loss,
+)
 from adaptive_fusion.training.trainer import ResumeError, Trainer
 from adaptive_fusion.world.config import WorldConfig
 from adaptive_fusion.world.world import World
@@ -184,6 +191,39 @@ def test_depth_choice_loss_teaches_the_residual_against_the_right_reference():
     assert parts["log_depth"].item() == pytest.approx(expected_l1, rel=1e-5)
     expected = -np.log(2.0 / (np.exp(5.0) + 3.0))  # softmax mass of the two good slots
     assert parts["depth_choice"].item() == pytest.approx(0.5 * expected, rel=1e-5)
+
+
+def test_depth_scale_loss_is_least_at_the_log_of_the_inference_error():
+    """The confidence channel's Laplace NLL is minimised where exp(s) equals the error of the
+    depth the head outputs, and it does not pull that depth: the error is detached. The
+    per-sample loss that scores allocations leaves it out."""
+    regression = torch.zeros(1, 8, 1, 1)
+    regression[0, 2] = float(np.log(20.0))
+    targets = {"heatmap": torch.zeros(1, 3, 1, 1), "regression": regression,
+               "mask": torch.ones(1, 1, 1)}
+    error = 0.2
+    log_depth = torch.full((1, 1, 1, 1), float(np.log(20.0)) + error, requires_grad=True)
+
+    def loss_at(log_scale: float) -> float:
+        outputs = {"log_depth": log_depth, "depth_log_scale": torch.full((1, 1, 1, 1), log_scale)}
+        return depth_scale_loss(outputs, targets).item()
+
+    best = np.log(error)
+    assert loss_at(best) == pytest.approx(1.0 + best, rel=1e-5)
+    assert loss_at(best) < min(loss_at(best - 0.5), loss_at(best + 0.5))
+    scale = torch.zeros(1, 1, 1, 1, requires_grad=True)
+    depth_scale_loss({"log_depth": log_depth, "depth_log_scale": scale}, targets).backward()
+    assert log_depth.grad is None and scale.grad.item() == pytest.approx(1 - error, rel=1e-5)
+
+    outputs = {"heatmap": torch.zeros(1, 3, 1, 1), "offset": torch.zeros(1, 2, 1, 1),
+               "log_depth": log_depth.detach(), "log_size": torch.zeros(1, 3, 1, 1),
+               "yaw": torch.zeros(1, 2, 1, 1), "depth_log_scale": torch.zeros(1, 1, 1, 1)}
+    parts = training_loss(outputs, targets)
+    assert parts["depth_scale"].item() == pytest.approx(0.5 * error, rel=1e-5)
+    assert parts["loss"].item() == pytest.approx(
+        detection_loss(outputs, targets)["loss"].item() + 0.5 * error, rel=1e-5)
+    assert per_sample_detection_loss(outputs, targets).item() == pytest.approx(
+        detection_loss(outputs, targets)["loss"].item(), rel=1e-5)
 
 
 def tiny_config(tmp_path: Path, out: str, steps: int) -> Path:

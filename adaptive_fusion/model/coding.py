@@ -6,6 +6,7 @@ centre, log camera depth of the centre, log (length, width, height) and (sin, co
 Decoding reverses this: peaks -> pixel + depth -> back-projection -> lidar frame, then BEV NMS.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,13 @@ import torch.nn.functional as F
 from .config import ModelConfig
 
 MIN_CAMERA_DEPTH = 1.0  # metres; boxes nearer than this in camera z are not assigned
+# With a depth confidence (ModelConfig.depth_uncertainty) a box scores its heatmap peak times
+# exp(-sigma / DEPTH_CONFIDENCE_METRES), sigma = z exp(s) the depth error in metres the head
+# expects: a sure peak at a doubtful depth ranks below a sure one at a sure depth. Chosen on the
+# 150 validation scenes with v5: mAP 0.549 without the factor, 0.558 / 0.564 / 0.565 / 0.563 at
+# 4 / 8 / 16 / 32 m (the probability of a match within 0.5-4 m under that Laplace error scored
+# the same, 0.566, and a relative-error form less, 0.563).
+DEPTH_CONFIDENCE_METRES = 16.0
 
 
 @dataclass
@@ -143,6 +151,15 @@ def bev_nms(boxes: Boxes3D) -> Boxes3D:
     return ranked.select(keep)
 
 
+def depth_confidence(outputs: dict[str, torch.Tensor], config: ModelConfig, index: int
+                     ) -> torch.Tensor:
+    """(1, 1, rows, cols) the factor DEPTH_CONFIDENCE_METRES puts on each cell's score."""
+    log_depth = outputs["log_depth"][index : index + 1].float()
+    depth = log_depth.clamp(0.0, math.log(2 * config.max_depth)).exp()
+    log_scale = outputs["depth_log_scale"][index : index + 1].float()
+    return torch.exp(-depth * log_scale.exp() / DEPTH_CONFIDENCE_METRES)
+
+
 def decode(
     outputs: dict[str, torch.Tensor], K: np.ndarray, T_cam_lidar: np.ndarray,
     config: ModelConfig, top_k: int = 50, score_threshold: float = 0.05, index: int = 0,
@@ -150,7 +167,10 @@ def decode(
     """Head maps of batch element `index` -> boxes in the lidar frame after BEV NMS."""
     heat = torch.sigmoid(outputs["heatmap"][index : index + 1])
     peaks = heat == F.max_pool2d(heat, 3, stride=1, padding=1)
-    scores = (heat * peaks)[0].flatten()
+    scores = heat * peaks
+    if "depth_log_scale" in outputs:
+        scores = scores * depth_confidence(outputs, config, index)
+    scores = scores[0].flatten()
     top = torch.topk(scores, min(top_k, scores.numel()))
     chosen = top.values >= score_threshold
     values, flat = top.values[chosen].cpu().numpy(), top.indices[chosen].cpu().numpy()

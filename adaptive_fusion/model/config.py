@@ -19,9 +19,14 @@ class ModelConfig:
     head_kernel: int = 1  # spatial kernel of the head's hidden layer; 1 = a per-cell MLP
     # Side, in head cells, of the window whose measured depths a box cell may choose from as its
     # depth reference (an occluded object's own surface is often a neighbour cell's); 0 = no
-    # choice, the cell's own measurement (the v1-v3 models). The shipped v4 uses 3, trained to
-    # keep its own cell whenever that sees the box (training/loss.py): +5 points of clean mAP.
+    # choice, the cell's own measurement (the v1-v3 models). v4 used 3, trained to keep its own
+    # cell whenever that sees the box (training/loss.py): +5 points of clean mAP; v5 uses 5.
     depth_window: int = 0
+    # One more head channel: the log scale of a Laplace distribution over the error of the
+    # predicted log depth (the depth error the head expects at this cell; training/loss.py).
+    # Decoding multiplies a box's score by a confidence from it, so that boxes placed at the
+    # wrong depth (mostly partly hidden objects, at their occluder's depth) rank lower.
+    depth_uncertainty: bool = False
     dim: int = 128
     heads: int = 4
     mlp_ratio: int = 2

@@ -13,6 +13,8 @@ and the measurement is already there. With config.depth_window the head also cho
 measurement: that of any cell in the window around it, or none (a free regression). The cell's own
 nearest return is the occluder for most partly hidden objects, whose own surface shows in a
 neighbouring cell.
+With config.depth_uncertainty one more channel, "depth_log_scale", is the log of the depth
+error the head expects (a Laplace scale on log depth), which decoding turns into a confidence.
 """
 
 import math
@@ -85,8 +87,11 @@ class DetectionHead(nn.Module):
         self.mix = nn.Conv2d(channels, channels, kernel, padding=kernel // 2)
         self.window = config.depth_window
         choices = self.window**2 + 1 if self.window else 0
+        self.uncertainty = config.depth_uncertainty
         self.out = nn.Conv2d(
-            channels, len(config.classes) + sum(REGRESSION_CHANNELS.values()) + choices, 1
+            channels,
+            len(config.classes) + sum(REGRESSION_CHANNELS.values()) + choices + self.uncertainty,
+            1,
         )
         self.classes = len(config.classes)
         with torch.no_grad():
@@ -110,6 +115,9 @@ class DetectionHead(nn.Module):
         parts = maps[:, self.classes : self.classes + regression].split(
             list(REGRESSION_CHANNELS.values()), dim=1)
         outputs.update(zip(REGRESSION_CHANNELS, parts, strict=True))
+        if self.uncertainty:
+            outputs["depth_log_scale"] = maps[:, -1:]
+            maps = maps[:, :-1]
         offset, scale = self.log_range
         if not self.window:
             outputs["log_depth"] = outputs["log_depth"] + has_measured * (offset + scale * measured)

@@ -2,7 +2,9 @@
 regression at the cells that own a box, and, for a head that chooses its depth reference
 (ModelConfig.depth_window), the negative log-likelihood of that choice. Each part is a sum over
 cells divided by a count (peaks or box cells): the batch loss divides the batch's sums, the
-per-sample loss each sample's own."""
+per-sample loss each sample's own. Training adds, for a head with a depth confidence
+(ModelConfig.depth_uncertainty), that head's own loss (training_loss); the per-sample loss, which
+scores allocations for the controller, leaves it out: it measures detection, not self-doubt."""
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +29,13 @@ FRONT_TOLERANCE = 0.7
 # neighbour measures a surface nearer the centre: for a visible object the head learns "my own
 # cell" and looks elsewhere only where its own cell sees an occluder. The window-5 head without
 # this rule lost 0.858 -> 0.704 mAP within 10 m, picking among a near object's surfaces.
+# The depth-confidence channel is the log scale s of a Laplace density over the absolute error e
+# of the log depth the head outputs at inference (its own choice of reference, not the teacher's):
+# loss e exp(-s) + s, minimised at s = log e. The error is detached, so this channel learns how
+# wrong the depth is without pulling the depth itself towards easy cells, as an uncertainty-
+# weighted depth loss would (GUPNet, MonoFlex).
+DEPTH_SCALE_WEIGHT = 0.5
+LOG_SCALE_RANGE = (-7.0, 2.0)
 FOCAL_ALPHA = 2.0
 FOCAL_BETA = 4.0
 
@@ -128,6 +137,31 @@ def detection_loss(
              for name, (total, count) in detection_terms(outputs, targets).items()}
     parts["loss"] = sum(parts.values())
     return parts
+
+
+def training_loss(
+    outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """detection_loss, plus the depth-confidence part ("depth_scale") when the head has one."""
+    parts = detection_loss(outputs, targets)
+    if "depth_log_scale" in outputs:
+        parts["depth_scale"] = DEPTH_SCALE_WEIGHT * depth_scale_loss(outputs, targets)
+        parts["loss"] = parts["loss"] + parts["depth_scale"]
+    return parts
+
+
+def depth_scale_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+                     ) -> torch.Tensor:
+    """Laplace negative log-likelihood of the inference-time log-depth error under the predicted
+    log scale, averaged over box cells (see DEPTH_SCALE_WEIGHT)."""
+    names = list(REGRESSION_CHANNELS)
+    start = sum(REGRESSION_CHANNELS[name] for name in names[: names.index("log_depth")])
+    target = targets["regression"][:, start : start + 1].float()
+    error = (outputs["log_depth"].float() - target).abs().detach()
+    log_scale = outputs["depth_log_scale"].float().clamp(*LOG_SCALE_RANGE)
+    mask = targets["mask"].unsqueeze(1)
+    nll = (error * torch.exp(-log_scale) + log_scale) * mask
+    return nll.sum() / mask.sum().clamp(min=1.0)
 
 
 def per_sample_detection_loss(

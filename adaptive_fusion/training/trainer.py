@@ -21,7 +21,7 @@ from . import distributed
 from .cache import build_cache, frame_path, load_frames
 from .config import OptimiserConfig, TrainConfig, config_to_dict
 from .data import FrameDataset, split_batch
-from .loss import detection_loss
+from .loss import training_loss
 
 STATE_FILE = "last_state.pt"
 
@@ -282,7 +282,7 @@ class Trainer(EpochLoop):
             len(targets["mask"]), self.model_config.modalities, local).items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
             outputs = self.network(rasters, allocation, present)
-        losses = detection_loss({k: v.float() for k, v in outputs.items()}, targets)
+        losses = training_loss({k: v.float() for k, v in outputs.items()}, targets)
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.optimiser.grad_clip)
