@@ -97,11 +97,16 @@ def choice_loss(outputs: dict[str, torch.Tensor], choice: torch.Tensor) -> torch
     return torch.logsumexp(logits, dim=1, keepdim=True) - chosen
 
 
+def regression_target(targets: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+    """The channels of one REGRESSION_CHANNELS group in the packed regression target."""
+    names = list(REGRESSION_CHANNELS)
+    start = sum(REGRESSION_CHANNELS[n] for n in names[: names.index(name)])
+    return targets["regression"][:, start : start + REGRESSION_CHANNELS[name]]
+
+
 def footprint_radius(targets: dict[str, torch.Tensor]) -> torch.Tensor:
     """(B, 1, rows, cols) half the diagonal of each box cell's footprint, metres."""
-    names = list(REGRESSION_CHANNELS)
-    start = sum(REGRESSION_CHANNELS[name] for name in names[: names.index("log_size")])
-    length_width = targets["regression"][:, start : start + 2].float().exp()
+    length_width = regression_target(targets, "log_size")[:, :2].float().exp()
     return 0.5 * length_width.norm(dim=1, keepdim=True)
 
 
@@ -154,9 +159,7 @@ def depth_scale_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.
                      ) -> torch.Tensor:
     """Laplace negative log-likelihood of the inference-time log-depth error under the predicted
     log scale, averaged over box cells (see DEPTH_SCALE_WEIGHT)."""
-    names = list(REGRESSION_CHANNELS)
-    start = sum(REGRESSION_CHANNELS[name] for name in names[: names.index("log_depth")])
-    target = targets["regression"][:, start : start + 1].float()
+    target = regression_target(targets, "log_depth").float()
     error = (outputs["log_depth"].float() - target).abs().detach()
     log_scale = outputs["depth_log_scale"].float().clamp(*LOG_SCALE_RANGE)
     mask = targets["mask"].unsqueeze(1)
