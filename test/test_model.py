@@ -186,8 +186,9 @@ def test_head_kernel_sets_how_far_a_cell_sees():
         nudged = [f.clone() for f in features]
         nudged[0][0, :, 3, 4] += 1.0
         with torch.no_grad():
-            moved = (head(tokens, nudged, measured, has)["heatmap"]
-                     - head(tokens, features, measured, has)["heatmap"]).abs().sum(dim=(0, 1))
+            depth = (measured, has, measured, has)
+            moved = (head(tokens, nudged, *depth)["heatmap"]
+                     - head(tokens, features, *depth)["heatmap"]).abs().sum(dim=(0, 1))
         r, c = torch.nonzero(moved > 1e-6, as_tuple=True)
         box = tuple(int(v) for v in (r.min(), r.max(), c.min(), c.max()))
         assert box == (3 - reach, 3 + reach, 4 - reach, 4 + reach)
@@ -223,6 +224,41 @@ def test_depth_window_head_adds_the_chosen_candidate():
         out["log_depth"], out["depth_residual"] + out["depth_candidates"].gather(1, chosen))
     with pytest.raises(ValueError, match="depth_window"):
         replace(SMALL, depth_window=4).validate()
+
+
+def test_per_sensor_references_offer_each_sensors_nearest_and_farthest_return():
+    """With depth_references "per_sensor" the window is read from four maps: the lidar's and the
+    depth camera's nearest and farthest return per cell (farthest never nearer); the own cell of
+    each is marked; a dead lidar leaves its two maps unavailable, not the depth camera's."""
+    config = replace(SMALL, depth_window=3, depth_references="per_sensor")
+    torch.manual_seed(0)
+    detector = AdaptiveFusionDetector(config).eval()
+    rasters = random_rasters(config)
+    with torch.no_grad():
+        out = detector(rasters)
+        without_lidar = detector({k: v for k, v in rasters.items() if k != "lidar"})
+    assert out["depth_choice"].shape[1] == out["depth_candidates"].shape[1] == 4 * 9 + 1
+    assert torch.nonzero(out["depth_own"].flatten()).flatten().tolist() == [4, 13, 22, 31]
+    own = out["depth_candidates"][:, [4, 13, 22, 31]]
+    has = out["depth_available"][:, [4, 13, 22, 31]] > 0.5
+    assert bool(has.any())
+    for near, far in ((0, 1), (2, 3)):
+        both = has[:, near] & has[:, far]
+        assert bool((own[:, far][both] >= own[:, near][both]).all())
+    # the depth camera's maps come first, then the lidar's
+    assert without_lidar["depth_available"][:, 18:36].max() == 0
+    torch.testing.assert_close(without_lidar["depth_available"][:, :18],
+                               out["depth_available"][:, :18])
+    # "nearest_and_farthest": the sensors merged (lidar over the depth camera), two maps
+    merged = AdaptiveFusionDetector(replace(config, depth_references="nearest_and_farthest"))
+    with torch.no_grad():
+        out = merged.eval()(rasters)
+    assert torch.nonzero(out["depth_own"].flatten()).flatten().tolist() == [4, 13]
+    both = (out["depth_available"][:, 4] > 0.5) & (out["depth_available"][:, 13] > 0.5)
+    assert bool(both.any())
+    assert bool((out["depth_candidates"][:, 13][both] >= out["depth_candidates"][:, 4][both]).all())
+    with pytest.raises(ValueError, match="depth_references"):
+        replace(SMALL, depth_references="median").validate()
 
 
 def test_depth_confidence_ranks_a_doubtful_depth_below_a_sure_one():

@@ -131,7 +131,7 @@ def test_depth_reference_is_the_farthest_surface_in_front_of_the_centre():
     free slot; and a missing measurement is never the answer."""
     candidates = torch.tensor(np.log([8.0, 18.0, 40.0, 1.0]), dtype=torch.float32)
     outputs = {"depth_candidates": candidates.view(1, 4, 1, 1),
-               "depth_available": torch.ones(1, 4, 1, 1)}
+               "depth_available": torch.ones(1, 4, 1, 1), "depth_own": torch.zeros(1, 4, 1, 1)}
 
     def choice(metres: float) -> int:
         return int(depth_reference_choice(outputs, torch.tensor(np.log(metres)).view(1, 1, 1, 1),
@@ -151,7 +151,9 @@ def test_depth_reference_is_the_own_cell_when_it_sees_the_box():
     metres = np.full(9, 60.0)
     metres[4], metres[7] = 18.0, 19.5  # the centre cell and the one below it
     candidates = torch.tensor(np.log([*metres, 1.0]), dtype=torch.float32).view(1, 10, 1, 1)
-    outputs = {"depth_candidates": candidates, "depth_available": torch.ones(1, 10, 1, 1)}
+    outputs = {"depth_candidates": candidates, "depth_available": torch.ones(1, 10, 1, 1),
+               "depth_own": torch.zeros(1, 10, 1, 1)}
+    outputs["depth_own"][0, 4] = 1.0
     log_depth, radius = torch.tensor(np.log(20.0)).view(1, 1, 1, 1), torch.full((1, 1, 1, 1), 2.4)
 
     def choice() -> int:
@@ -166,6 +168,24 @@ def test_depth_reference_is_the_own_cell_when_it_sees_the_box():
     assert choice() == 7  # no measurement in its own cell
 
 
+def test_depth_reference_among_several_own_measurements_is_the_one_nearest_the_centre():
+    """Two reference maps (a cell's nearest and farthest return), 3x3 windows: the own cell is
+    index 4 of the first and 13 of the second. A car centred at 20 m whose own cell sees an
+    occluder at 8 m nearest and the car's side at 18.5 m farthest takes the farthest; when the
+    farthest is the background at 60 m, a neighbour's measurement on the car (19 m) wins."""
+    metres = np.full(18, 60.0)
+    metres[4], metres[13], metres[7] = 8.0, 18.5, 19.0
+    candidates = torch.tensor(np.log([*metres, 1.0]), dtype=torch.float32).view(1, 19, 1, 1)
+    own = torch.zeros(1, 19, 1, 1)
+    own[0, [4, 13]] = 1.0
+    outputs = {"depth_candidates": candidates, "depth_available": torch.ones(1, 19, 1, 1),
+               "depth_own": own}
+    log_depth, radius = torch.tensor(np.log(20.0)).view(1, 1, 1, 1), torch.full((1, 1, 1, 1), 2.4)
+    assert int(depth_reference_choice(outputs, log_depth, radius)) == 13
+    outputs["depth_candidates"][0, 13] = float(np.log(60.0))
+    assert int(depth_reference_choice(outputs, log_depth, radius)) == 7
+
+
 def test_depth_choice_loss_teaches_the_residual_against_the_right_reference():
     """With a head that picked the wrong candidate, the depth L1 is the residual's error against
     the candidate it should have chosen, and the choice pays -log of the probability of the
@@ -177,7 +197,7 @@ def test_depth_choice_loss_teaches_the_residual_against_the_right_reference():
         "yaw": torch.zeros(1, 2, 1, 1),
         "depth_candidates": torch.tensor(np.log([8.0, 18.0, 18.2, 1.0]), dtype=torch.float32
                                          ).view(1, 4, 1, 1),
-        "depth_available": torch.ones(1, 4, 1, 1),
+        "depth_available": torch.ones(1, 4, 1, 1), "depth_own": torch.zeros(1, 4, 1, 1),
         "depth_choice": torch.tensor([5.0, 0.0, 0.0, 0.0]).view(1, 4, 1, 1),
         "depth_residual": torch.full((1, 1, 1, 1), 0.05),
     }

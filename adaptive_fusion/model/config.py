@@ -5,6 +5,9 @@ from dataclasses import asdict, dataclass, field
 
 from ..world.frames import CLASSES, MODALITIES
 
+# depth_references -> how many reference maps it gives per head cell
+DEPTH_REFERENCES = {"nearest": 1, "nearest_and_farthest": 2, "per_sensor": 4}
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -27,6 +30,13 @@ class ModelConfig:
     # Decoding multiplies a box's score by a confidence from it, so that boxes placed at the
     # wrong depth (mostly partly hidden objects, at their occluder's depth) rank lower.
     depth_uncertainty: bool = False
+    # Which measurements of each window cell are references: "nearest", the nearest return of
+    # the cell (lidar, else the depth camera; v4, v5); "nearest_and_farthest", that and the
+    # farthest (two per cell); "per_sensor", each sensor's nearest and farthest (four). An
+    # occluded object's surface is mostly behind its occluder within a cell: among v5's misses of
+    # objects under half visible, a "nearest" reference lies on the object for 21%, one of the
+    # "nearest_and_farthest" for 64%, one of the "per_sensor" for 86% (runs/s9/cand_options.py).
+    depth_references: str = "nearest"
     dim: int = 128
     heads: int = 4
     mlp_ratio: int = 2
@@ -89,6 +99,9 @@ class ModelConfig:
             raise ValueError(f"head_kernel {self.head_kernel} must be odd and >= 1")
         if self.depth_window < 0 or (self.depth_window and self.depth_window % 2 == 0):
             raise ValueError(f"depth_window {self.depth_window} must be 0 or odd")
+        if self.depth_references not in DEPTH_REFERENCES:
+            raise ValueError(f"depth_references {self.depth_references!r} is not one of "
+                             f"{', '.join(DEPTH_REFERENCES)}")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
         if self.layers < 1:

@@ -12,7 +12,8 @@ camera): reading a metric value back out of deep token features is what the mode
 and the measurement is already there. With config.depth_window the head also chooses which
 measurement: that of any cell in the window around it, or none (a free regression). The cell's own
 nearest return is the occluder for most partly hidden objects, whose own surface shows in a
-neighbouring cell.
+neighbouring cell. config.depth_references adds each cell's farthest measurement (and may keep
+the sensors apart), so that a surface just behind an occluder's edge is a reference too.
 With config.depth_uncertainty one more channel, "depth_log_scale", is the log of the depth
 error the head expects (a Laplace scale on log depth), which decoding turns into a confidence.
 """
@@ -26,7 +27,7 @@ from torch import nn
 
 from .allocation import full_allocation, normalise_allocation
 from .blocks import Block
-from .config import ModelConfig
+from .config import DEPTH_REFERENCES, ModelConfig
 from .inputs import MIN_RANGE
 from .tokenizers import build_tokenizers, raster_stride
 
@@ -86,7 +87,14 @@ class DetectionHead(nn.Module):
         kernel = config.head_kernel
         self.mix = nn.Conv2d(channels, channels, kernel, padding=kernel // 2)
         self.window = config.depth_window
-        choices = self.window**2 + 1 if self.window else 0
+        references = DEPTH_REFERENCES[config.depth_references]
+        choices = references * self.window**2 + 1 if self.window else 0
+        # 1 at the candidates that are the head cell's own measurements (the window's centre of
+        # each reference map): the loss prefers them when they lie on the box.
+        own = torch.zeros(1, choices, 1, 1)
+        if self.window:
+            own[0, [k * self.window**2 + self.window**2 // 2 for k in range(references)]] = 1.0
+        self.register_buffer("own_cells", own, persistent=False)
         self.uncertainty = config.depth_uncertainty
         self.out = nn.Conv2d(
             channels,
@@ -101,7 +109,11 @@ class DetectionHead(nn.Module):
     def forward(
         self, tokens: torch.Tensor, features: Sequence[torch.Tensor],
         measured: torch.Tensor, has_measured: torch.Tensor,
+        references: torch.Tensor, has_reference: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
+        """measured, has_measured: each cell's nearest measurement (B, 1, rows, cols), an input;
+        references, has_reference: the depth_references maps (B, R, rows, cols) the window's
+        candidates come from."""
         # The 1x1 projection as a linear map on the token rows before they become a map: the
         # same weights, about a third of the time of a convolution call at batch 1.
         rows, cols = self.grid
@@ -122,7 +134,7 @@ class DetectionHead(nn.Module):
         if not self.window:
             outputs["log_depth"] = outputs["log_depth"] + has_measured * (offset + scale * measured)
             return outputs
-        candidates, available = depth_candidates(offset + scale * measured, has_measured,
+        candidates, available = depth_candidates(offset + scale * references, has_reference,
                                                  self.window)
         # log(availability): 0 for an available candidate, about -14 for a missing one, and
         # smooth in between for a modality blended in by a float presence weight.
@@ -130,7 +142,8 @@ class DetectionHead(nn.Module):
         # max(...).indices: torch's argmax over the channel dim is ten times slower on a CPU.
         chosen = candidates.gather(1, choice.max(dim=1, keepdim=True).indices)
         outputs.update(depth_choice=choice, depth_candidates=candidates,
-                       depth_available=available, depth_residual=outputs["log_depth"],
+                       depth_available=available, depth_own=self.own_cells,
+                       depth_residual=outputs["log_depth"],
                        log_depth=outputs["log_depth"] + chosen)
         return outputs
 
@@ -138,15 +151,16 @@ class DetectionHead(nn.Module):
 def depth_candidates(
     log_depth: torch.Tensor, available: torch.Tensor, window: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The depth references a head cell may choose from: the measured log depth (metres) of every
-    cell in the window x window neighbourhood around it (row-major), then 0 for the free slot
-    (the residual alone is the depth). Returns (candidates, availability), each
-    (B, window**2 + 1, rows, cols); the free slot is always available, cells off the map never."""
-    batch, _, rows, cols = log_depth.shape
-    shape = (batch, window * window, rows, cols)
+    """The depth references a head cell may choose from: for each of the R maps of measured log
+    depth (metres) in `log_depth` (B, R, rows, cols), that of every cell in the window x window
+    neighbourhood around it (map by map, row-major), then 0 for the free slot (the residual
+    alone is the depth). Returns (candidates, availability), each (B, R * window**2 + 1, rows,
+    cols); the free slot is always available, cells off the map never."""
+    batch, maps, rows, cols = log_depth.shape
+    shape = (batch, maps * window * window, rows, cols)
     values = F.unfold(log_depth, window, padding=window // 2).view(shape)
     found = F.unfold(available, window, padding=window // 2).view(shape)
-    free = torch.zeros_like(log_depth)
+    free = torch.zeros_like(log_depth[:, :1])
     return torch.cat([values, free], 1), torch.cat([found, torch.ones_like(free)], 1)
 
 
@@ -161,6 +175,16 @@ def nearest_measured_depth(
     pool = config.head_stride // stride
     nearest = -F.max_pool2d(-masked, pool)
     return nearest, (nearest < NO_MEASUREMENT).to(raster.dtype)
+
+
+def farthest_measured_depth(
+    raster: torch.Tensor, value: int, valid: int, stride: int, config: ModelConfig
+) -> torch.Tensor:
+    """Largest normalised log depth over each head cell (B, 1, rows, cols), where it has any: the
+    surface behind an occluder's edge, often a partly hidden object's own."""
+    masked = torch.where(raster[:, valid : valid + 1] > 0, raster[:, value : value + 1],
+                         torch.full_like(raster[:, :1], -1.0))
+    return F.max_pool2d(masked, config.head_stride // stride)
 
 
 def apply_presence(
@@ -277,38 +301,52 @@ class AdaptiveFusionDetector(nn.Module):
         for block in self.fusion_blocks:
             x = block(x)
         x = self.norm(x)
-        measured, has_measured = self._measured_depth(rasters, live, batch)
+        measured, has_measured, references, has_reference = self._measured_depth(
+            rasters, live, batch)
         if any(feature is None for feature in features):  # only then: this is the hot path
             zeros = torch.zeros(batch, config.stem_channels, *config.head_grid, device=x.device,
                                 dtype=x.dtype)
             features = [zeros if feature is None else feature for feature in features]
-        return self.head(x, features, measured, has_measured)
+        return self.head(x, features, measured, has_measured, references, has_reference)
 
     def _measured_depth(
         self, rasters: Mapping[str, torch.Tensor], live: Mapping[str, torch.Tensor | None],
         batch: int,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per head cell: the nearest lidar depth, else the nearest depth-camera depth, of the
-        modalities that are live for each sample."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per head cell, of the modalities that are live for each sample: the nearest lidar
+        depth, else the nearest depth-camera depth, and whether there is one (B, 1, rows, cols);
+        then the depth_references maps and their availability (B, R, rows, cols)."""
         config = self.config
         rows, cols = config.head_grid
         device = next(self.parameters()).device
         measured = torch.zeros(batch, 1, rows, cols, device=device)
         has = torch.zeros_like(measured)
+        mode = config.depth_references
+        per_sensor, farthest, has_far = [], torch.zeros_like(measured), torch.zeros_like(measured)
+        missing = torch.zeros_like(measured)
         # (raster channel of the normalised log depth, of its validity); lidar last so it wins
         channels = {"depth": (0, 1), "lidar": (0, 3)}
         for name, (value, valid) in channels.items():
             if name not in live:
+                per_sensor += [(missing, missing), (missing, missing)]
                 continue
             raster = rasters[name].float()
-            nearest, found = nearest_measured_depth(
-                raster, value, valid, raster_stride(name, config), config
-            )
+            stride = raster_stride(name, config)
+            nearest, found = nearest_measured_depth(raster, value, valid, stride, config)
             if live[name] is not None:
                 found = found * live[name].view(-1, 1, 1, 1).to(found.dtype)
             measured = torch.where(found > 0, nearest, measured)
             has = torch.maximum(has, found)
-        return measured, has
+            if mode != "nearest":
+                far = farthest_measured_depth(raster, value, valid, stride, config)
+                per_sensor += [(nearest, found), (far, found)]
+                farthest = torch.where(found > 0, far, farthest)
+                has_far = torch.maximum(has_far, found)
+        if mode == "nearest":
+            return measured, has, measured, has
+        maps = per_sensor if mode == "per_sensor" else [(measured, has), (farthest, has_far)]
+        return (measured, has, torch.cat([m for m, _ in maps], 1),
+                torch.cat([h for _, h in maps], 1))
 
     @staticmethod
     def _batch_size(rasters: Mapping[str, torch.Tensor]) -> int:

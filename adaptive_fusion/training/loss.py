@@ -115,7 +115,8 @@ def depth_reference_choice(
 ) -> torch.Tensor:
     """(B, 1, rows, cols) index of the depth candidate each cell should choose for a box whose
     centre is at `log_depth` with a footprint of `radius` metres (each (B, 1, rows, cols)): its
-    own cell's measurement if that lies on the box, else see BEHIND_TOLERANCE."""
+    own cell's measurement (outputs["depth_own"]; of several, the one nearest the centre from
+    the front) if that lies on the box, else see BEHIND_TOLERANCE."""
     candidates = outputs["depth_candidates"][:, :-1].float()
     available = outputs["depth_available"][:, :-1] > 0.5
     in_front = log_depth.float() - candidates  # > 0: the measurement is nearer than the centre
@@ -125,13 +126,14 @@ def depth_reference_choice(
     best, index = key.min(dim=1, keepdim=True)
     free = candidates.shape[1]
     index = torch.where(torch.isfinite(best), index, torch.full_like(index, free))
-    centre = free // 2
     depth = log_depth.float().exp()
     # log z - log(z - r): how far in front of the centre the box's nearest point can be
     on_box = -torch.log1p(-(radius.float() / depth).clamp(max=0.99))
-    own = in_front[:, centre : centre + 1]
-    own_on_box = available[:, centre : centre + 1] & (own >= -BEHIND_TOLERANCE) & (own <= on_box)
-    return torch.where(own_on_box, torch.full_like(index, centre), index)
+    own = (outputs["depth_own"][:, :-1] > 0.5) & available
+    own_key = torch.where(own & (in_front >= -BEHIND_TOLERANCE) & (in_front <= on_box), key,
+                          torch.full_like(key, float("inf")))
+    own_best, own_index = own_key.min(dim=1, keepdim=True)
+    return torch.where(torch.isfinite(own_best), own_index, index)
 
 
 def detection_loss(
