@@ -184,6 +184,10 @@ def test_depth_reference_among_several_own_measurements_is_the_one_nearest_the_c
     assert int(depth_reference_choice(outputs, log_depth, radius)) == 13
     outputs["depth_candidates"][0, 13] = float(np.log(60.0))
     assert int(depth_reference_choice(outputs, log_depth, radius)) == 7
+    # a car 4 m away: its side 1.8 m away is on it (r = 2.4 m) though over a factor 2 nearer
+    outputs["depth_candidates"][0, 13] = float(np.log(1.8))
+    assert int(depth_reference_choice(outputs, torch.tensor(np.log(4.0)).view(1, 1, 1, 1),
+                                      radius)) == 13
 
 
 def test_depth_choice_loss_teaches_the_residual_against_the_right_reference():

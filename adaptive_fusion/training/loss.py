@@ -130,8 +130,9 @@ def depth_reference_choice(
     # log z - log(z - r): how far in front of the centre the box's nearest point can be
     on_box = -torch.log1p(-(radius.float() / depth).clamp(max=0.99))
     own = (outputs["depth_own"][:, :-1] > 0.5) & available
-    own_key = torch.where(own & (in_front >= -BEHIND_TOLERANCE) & (in_front <= on_box), key,
-                          torch.full_like(key, float("inf")))
+    # in_front, not key: a near box's own surface may lie beyond FRONT_TOLERANCE and still on it
+    own_key = torch.where(own & (in_front >= -BEHIND_TOLERANCE) & (in_front <= on_box), in_front,
+                          torch.full_like(in_front, float("inf")))
     own_best, own_index = own_key.min(dim=1, keepdim=True)
     return torch.where(torch.isfinite(own_best), own_index, index)
 
