@@ -322,13 +322,13 @@ class AdaptiveFusionDetector(nn.Module):
         measured = torch.zeros(batch, 1, rows, cols, device=device)
         has = torch.zeros_like(measured)
         mode = config.depth_references
-        per_sensor, farthest, has_far = [], torch.zeros_like(measured), torch.zeros_like(measured)
-        missing = torch.zeros_like(measured)
+        none = measured  # all zeros; the maps below are replaced, never written in place
+        per_sensor, farthest, has_far = [], none, none
         # (raster channel of the normalised log depth, of its validity); lidar last so it wins
         channels = {"depth": (0, 1), "lidar": (0, 3)}
         for name, (value, valid) in channels.items():
             if name not in live:
-                per_sensor += [(missing, missing), (missing, missing)]
+                per_sensor += [(none, none), (none, none)]
                 continue
             raster = rasters[name].float()
             stride = raster_stride(name, config)
