@@ -28,8 +28,9 @@ PROBABILITY_CLAMP = 1e-4  # keeps the logit of a perfect heatmap finite
 
 
 def perfect_outputs(targets: dict) -> dict[str, torch.Tensor]:
-    """Head outputs that reproduce the training targets exactly."""
-    heat = torch.from_numpy(targets["heatmap"])[None]
+    """Head outputs that reproduce the training targets exactly, the heatmap as its peaks
+    (decoding takes every cell: the splat's slopes carry no regression targets)."""
+    heat = torch.from_numpy(targets["heatmap"] == 1.0)[None].float()
     heat = heat.clamp(PROBABILITY_CLAMP, 1 - PROBABILITY_CLAMP)
     outputs = {"heatmap": torch.log(heat / (1 - heat))}
     regression = torch.from_numpy(targets["regression"])[None]
@@ -51,7 +52,7 @@ def ceiling(cell: int, scenes: int, world: World) -> dict:
         predictions.append(decode(perfect_outputs(targets), inputs.K, inputs.T_cam_lidar, config))
         truth = evaluation_truth(frames, inputs, config)
         truths.append(truth)
-        lost += len(truth) - int(targets["mask"].sum())  # boxes that lost their cell
+        lost += len(truth) - int((targets["mask"] == 1).sum())  # boxes that lost their cell
     metrics = evaluate_detections(predictions, truths, config.classes)
     boxes = sum(len(t) for t in truths)
     return {"cell": cell, "mAP": metrics.mean_ap, "boxes": boxes, "no cell": lost,

@@ -1,6 +1,6 @@
 """Latency and FLOPs of the detector against the number of blocks run (batch size 1).
 
-Measures model forward + decode (tokenizers, blocks, fusion, head, peak decoding and NMS) per
+Measures model forward + decode (tokenizers, blocks, fusion, head, decoding and NMS) per
 allocation, interleaving the allocations round-robin so that load from other processes hits all
 of them alike; reports median and p95 over many runs, the ratio to full depth, and FLOPs counted
 by torch's FlopCounterMode. Input preparation (resize, lidar projection) is timed separately.

@@ -13,7 +13,9 @@ from adaptive_fusion.model.allocation import AllocationError, parse_allocation
 from adaptive_fusion.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from adaptive_fusion.model.coding import (
     DEPTH_CONFIDENCE_METRES,
+    SECOND_DEPTH_POWER,
     Boxes3D,
+    bev_nms,
     decode,
     encode_targets,
 )
@@ -155,6 +157,36 @@ def test_encode_then_decode_recovers_boxes():
     np.testing.assert_allclose(decoded.yaws[order], expected.yaws, atol=1e-5)
 
 
+def test_regression_cells_teach_a_boxs_neighbours_its_regression():
+    """With regression_cells 3 the 8 cells around a box's centre cell learn its box too: offsets
+    to the same projected centre, the same depth, size and yaw, weighted by the splat; a box's
+    centre cell stays its own when it is another box's neighbour."""
+    calib = make_calibration(WorldConfig())
+    truth = make_boxes().select(np.array([True, True, False, False]))
+    boxes2d = np.array([[100, 100, 140, 140], [150, 110, 158, 130]], np.float32)
+    single, config = ModelConfig(), ModelConfig(regression_cells=3)
+    K = scaled_intrinsics(calib.K, calib.width, calib.height, config)
+    one = encode_targets(truth, boxes2d, K, calib.T_cam_lidar, single)
+    three = encode_targets(truth, boxes2d, K, calib.T_cam_lidar, config)
+    np.testing.assert_array_equal(one["heatmap"], three["heatmap"])
+    centres = np.argwhere(one["mask"] == 1)
+    assert len(centres) == 2 and (three["mask"] == 1).sum() == 2
+    for cy, cx in centres:
+        np.testing.assert_array_equal(three["regression"][:, cy, cx], one["regression"][:, cy, cx])
+        for dy, dx in ((0, 1), (1, 0), (-1, -1)):
+            y, x = cy + dy, cx + dx
+            if one["mask"][y, x]:  # another box's centre
+                continue
+            assert 0 < three["mask"][y, x] < 1
+            np.testing.assert_allclose(three["regression"][:2, y, x],
+                                       one["regression"][:2, cy, cx] - [dx, dy], atol=1e-6)
+            np.testing.assert_allclose(three["regression"][2:, y, x],
+                                       one["regression"][2:, cy, cx], atol=1e-6)
+    assert (three["mask"] > 0).sum() > (one["mask"] > 0).sum() + 8
+    with pytest.raises(ValueError, match="regression_cells"):
+        ModelConfig(regression_cells=2).validate()
+
+
 def test_lidar_raster_keeps_nearest_point_per_pixel():
     config = ModelConfig()
     calib = make_calibration(WorldConfig())
@@ -283,6 +315,72 @@ def test_depth_confidence_ranks_a_doubtful_depth_below_a_sure_one():
     peak = 1 / (1 + np.exp(-2.0))
     expected = sorted(peak * np.exp(-np.array([0.1, 4.0]) / DEPTH_CONFIDENCE_METRES))[::-1]
     np.testing.assert_allclose(boxes.scores, expected, rtol=1e-5)
+
+
+def flat_outputs(config: ModelConfig, depth: float = 10.0) -> dict[str, torch.Tensor]:
+    """Head maps with no object anywhere and every cell at `depth` metres."""
+    rows, cols = config.head_grid
+    return {"heatmap": torch.full((1, len(config.classes), rows, cols), -10.0),
+            "offset": torch.zeros(1, 2, rows, cols),
+            "log_depth": torch.full((1, 1, rows, cols), float(np.log(depth))),
+            "log_size": torch.full((1, 3, rows, cols), float(np.log(4.0))),
+            "yaw": torch.zeros(1, 2, rows, cols)}
+
+
+def test_neighbouring_peaks_at_different_depths_are_both_decoded():
+    """A hidden car's peak next to its occluder's, 10 m behind it: both are boxes (a 3x3 peak
+    suppression on the image grid would drop the lower one)."""
+    config = ModelConfig()
+    outputs = flat_outputs(config)
+    outputs["heatmap"][0, 0, 10, 20] = 3.0
+    outputs["heatmap"][0, 0, 10, 21] = 1.0
+    outputs["log_depth"][0, 0, 10, 21] = float(np.log(20.0))
+    calib = make_calibration(WorldConfig())
+    K = scaled_intrinsics(calib.K, calib.width, calib.height, config)
+    boxes = decode(outputs, K, calib.T_cam_lidar, config)
+    assert len(boxes) == 2
+    np.testing.assert_allclose(boxes.scores, 1 / (1 + np.exp(-np.array([3.0, 1.0]))), rtol=1e-6)
+    ranges = np.linalg.norm(boxes.centers[:, :2], axis=1)
+    assert ranges[1] - ranges[0] == pytest.approx(10.0, abs=0.5)
+
+
+def test_a_depth_choice_gives_a_second_box_at_its_next_likely_reference():
+    """A cell whose choice head puts p1 on a reference 8 m away and p2 on one 20 m away (an
+    occluder and what it hides) decodes to two boxes, the second scored (p2 / p1) ** power
+    times the first; a candidate within SECOND_DEPTH_GAP of the first gives none."""
+    config = ModelConfig(depth_window=3)
+    rows, cols = config.head_grid
+    outputs = flat_outputs(config)
+    outputs["heatmap"][0, 1, 12, 15] = 2.0
+    candidates = torch.full((1, 10, rows, cols), float(np.log(8.5)))  # within the gap of 8 m
+    candidates[0, 0], candidates[0, 3], candidates[0, 9] = np.log(8.0), np.log(20.0), 0.0
+    choice = torch.full((1, 10, rows, cols), -5.0)
+    choice[0, 0], choice[0, 3], choice[0, 4] = 3.0, 1.0, 2.5
+    outputs.update(depth_choice=choice, depth_candidates=candidates,
+                   depth_residual=torch.zeros(1, 1, rows, cols),
+                   log_depth=candidates[:, :1].clone())
+    calib = make_calibration(WorldConfig())
+    K = scaled_intrinsics(calib.K, calib.width, calib.height, config)
+    boxes = decode(outputs, K, calib.T_cam_lidar, config)
+    assert len(boxes) == 2
+    first = 1 / (1 + np.exp(-2.0))
+    np.testing.assert_allclose(boxes.scores, [first, first * np.exp(-2.0) ** SECOND_DEPTH_POWER],
+                               rtol=1e-5)
+    cam = boxes.centers @ calib.T_cam_lidar[:3, :3].T + calib.T_cam_lidar[:3, 3]
+    np.testing.assert_allclose(cam[:, 2], [8.0, 20.0], rtol=1e-4)
+
+
+def test_bev_nms_keeps_the_best_box_at_the_score_weighted_centre():
+    boxes = Boxes3D(labels=np.array([0, 0, 0, 1]),
+                    centers=np.array([[10, 0, 0], [10.6, 0, 0], [30, 0, 0], [10.3, 0, 0]],
+                                     np.float32),
+                    sizes=np.tile(np.array([[4.0, 2.0, 1.5]], np.float32), (4, 1)),
+                    yaws=np.zeros(4, np.float32), scores=np.array([0.9, 0.3, 0.5, 0.4], np.float32))
+    kept = bev_nms(boxes)
+    np.testing.assert_array_equal(kept.labels, [0, 0, 1])  # another class is not suppressed
+    np.testing.assert_allclose(kept.scores, [0.9, 0.5, 0.4])
+    np.testing.assert_allclose(kept.centers[:, 0], [(0.9 * 10 + 0.3 * 10.6) / 1.2, 30, 10.3],
+                               rtol=1e-6)
 
 
 def test_checkpoint_round_trip_and_refusals(tmp_path, model):

@@ -37,6 +37,11 @@ class ModelConfig:
     # objects under half visible, a "nearest" reference lies on the object for 21%, one of the
     # "nearest_and_farthest" for 64%, one of the "per_sensor" for 86% (runs/s9/cand_options.py).
     depth_references: str = "nearest"
+    # Side of the square of head cells around a box's centre cell that learn its regression (a
+    # training target, not a tensor shape): 1, the centre cell alone (v1-v5); 3, its
+    # neighbours too, weighted by the heatmap splat there. Decoding merges the boxes of
+    # neighbouring cells (coding.bev_nms), so their own estimates count.
+    regression_cells: int = 1
     dim: int = 128
     heads: int = 4
     mlp_ratio: int = 2
@@ -99,6 +104,8 @@ class ModelConfig:
             raise ValueError(f"head_kernel {self.head_kernel} must be odd and >= 1")
         if self.depth_window < 0 or (self.depth_window and self.depth_window % 2 == 0):
             raise ValueError(f"depth_window {self.depth_window} must be 0 or odd")
+        if self.regression_cells < 1 or self.regression_cells % 2 == 0:
+            raise ValueError(f"regression_cells {self.regression_cells} must be odd and >= 1")
         if self.depth_references not in DEPTH_REFERENCES:
             raise ValueError(f"depth_references {self.depth_references!r} is not one of "
                              f"{', '.join(DEPTH_REFERENCES)}")

@@ -592,7 +592,7 @@ class FusionNode(LifecycleNode):
             fraction=self.budget_in_force(),
             latency_ms=self._param("latency_budget_ms"),
             score_threshold=self._param("score_threshold"),
-            top_k=self._param("max_detections"),
+            max_detections=self._param("max_detections"),
         )
         classes = pipeline.config.classes
         self.pub_detections.publish(boxes_to_detections(result.boxes, job.header))

@@ -95,7 +95,7 @@ class FusionPipeline:
         fraction: float = 1.0,
         latency_ms: float = 0.0,
         score_threshold: float = 0.3,
-        top_k: int = 50,
+        max_detections: int = 50,
     ) -> FusionResult:
         """Detect in one frame; modalities whose array is None are dead and get no blocks."""
         start = time.perf_counter()
@@ -118,7 +118,8 @@ class FusionPipeline:
             outputs = self.model(rasters, allocation) if rasters else None
         after_model = time.perf_counter()
         boxes = (
-            decode(outputs, inputs.K, inputs.T_cam_lidar, self.config, top_k, score_threshold)
+            decode(outputs, inputs.K, inputs.T_cam_lidar, self.config, max_detections,
+                   score_threshold)
             if outputs is not None
             else Boxes3D.empty()
         )
