@@ -27,13 +27,14 @@ DEPTH_CONFIDENCE_METRES = 16.0
 # suppression on the image grid: a partly hidden object's peak often lies next to its
 # occluder's, and a max-pool there drops the lower one before depth can tell them apart. BEV NMS,
 # after back-projection, where the two are metres apart, does the suppression instead. On v5's
-# 150 validation scenes: 0.565 mAP with the 3x3 peaks, 0.611 without (runs/s10/decode_exp.py).
+# 150 validation scenes: 0.565 mAP with the 3x3 peaks, 0.619 without (bench/bench_decoding.py).
 DECODE_CANDIDATES = 60  # 100 scored the same (+0.02 points), 50 0.06 points less
 # With a depth-reference choice (ModelConfig.depth_window) a cell also gives a second box at its
 # most likely reference whose log depth differs from the chosen one by more than
 # SECOND_DEPTH_GAP (16%): along one ray an occluder and the object behind it are two depths.
 # It scores the first box's score times (p2 / p1) ** SECOND_DEPTH_POWER, p the choice
-# probabilities. v5, 150 validation scenes: +0.7 mAP (powers 0.3 / 0.5 / 1: +0.2 / +0.7 / +0.6).
+# probabilities. v5, 150 validation scenes: +0.4 mAP over one depth per cell (the bench above;
+# powers 0.3 / 0.5 / 1 gave +0.2 / +0.7 / +0.6 before the centre merge).
 SECOND_DEPTH_GAP = 0.15
 SECOND_DEPTH_POWER = 0.5
 
