@@ -135,28 +135,33 @@ def encode_targets(
     cells[:, 1] = np.clip(cells[:, 1], 0, rows - 1)
     sigmas = gaussian_radius_cells(boxes2d / p)
     yy, xx = np.mgrid[0:rows, 0:cols]
-    reach = config.regression_cells // 2
-    # Far boxes first so that nearer (more visible) boxes overwrite a shared cell; neighbours
-    # in a first pass, so that every centre cell is written after them.
+    # per box, the regression channels that do not depend on the cell: log depth, sizes, yaw
+    fixed = np.column_stack([np.log(z), np.log(np.maximum(boxes.sizes, 0.05)),
+                             np.sin(boxes.yaws), np.cos(boxes.yaws)]).astype(np.float32)
+
+    def assign(i: int, ys: np.ndarray, xs: np.ndarray, weight: np.ndarray | float) -> None:
+        regression[:2, ys, xs] = grid_uv[i, 0] - xs, grid_uv[i, 1] - ys
+        regression[2:, ys, xs] = fixed[i][:, None]
+        mask[ys, xs] = weight
+
+    # Far boxes first so that nearer (more visible) boxes overwrite a shared cell; the
+    # neighbours of every box before any centre, so that a centre cell is always its box's own.
     far_to_near = np.argsort(-z)
-    for neighbours in ([True, False] if reach else [False]):
-        for i in far_to_near:
-            cx, cy = cells[i]
-            splat = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigmas[i] ** 2))
-            if neighbours:
-                near = (np.abs(xx - cx) <= reach) & (np.abs(yy - cy) <= reach)
-                near[cy, cx] = False
-                ys, xs = np.nonzero(near)
-            else:
-                heatmap[boxes.labels[i]] = np.maximum(heatmap[boxes.labels[i]], splat)
-                heatmap[boxes.labels[i], cy, cx] = 1.0
-                ys, xs = np.array([cy]), np.array([cx])
-            regression[:, ys, xs] = np.array([
-                grid_uv[i, 0] - xs, grid_uv[i, 1] - ys, np.full(len(xs), np.log(z[i])),
-                *(np.full(len(xs), v) for v in np.log(np.maximum(boxes.sizes[i], 0.05))),
-                np.full(len(xs), np.sin(boxes.yaws[i])), np.full(len(xs), np.cos(boxes.yaws[i])),
-            ], np.float32)
-            mask[ys, xs] = 1.0 if not neighbours else splat[ys, xs]
+    reach = config.regression_cells // 2
+    dy, dx = (d.ravel() for d in np.mgrid[-reach : reach + 1, -reach : reach + 1])
+    ring = (dy != 0) | (dx != 0)
+    dy, dx = dy[ring], dx[ring]
+    for i in far_to_near if reach else ():
+        cx, cy = cells[i]
+        inside = (cy + dy >= 0) & (cy + dy < rows) & (cx + dx >= 0) & (cx + dx < cols)
+        ys, xs = cy + dy[inside], cx + dx[inside]
+        assign(i, ys, xs, np.exp(-(dx[inside] ** 2 + dy[inside] ** 2) / (2 * sigmas[i] ** 2)))
+    for i in far_to_near:
+        cx, cy = cells[i]
+        splat = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigmas[i] ** 2))
+        heatmap[boxes.labels[i]] = np.maximum(heatmap[boxes.labels[i]], splat)
+        heatmap[boxes.labels[i], cy, cx] = 1.0
+        assign(i, np.array([cy]), np.array([cx]), 1.0)
     return {"heatmap": heatmap, "regression": regression, "mask": mask}
 
 
