@@ -176,16 +176,16 @@ def bev_nms(boxes: Boxes3D) -> Boxes3D:
     matrix is tiny."""
     order = np.argsort(-boxes.scores, kind="stable")
     ranked = boxes.select(order)
-    gap = np.linalg.norm(ranked.centers[:, None, :2] - ranked.centers[None, :, :2], axis=2)
+    delta = ranked.centers[:, None, :2] - ranked.centers[None, :, :2]
     radius = 0.5 * ranked.sizes[:, :2].max(axis=1)
-    suppresses = (ranked.labels[:, None] == ranked.labels[None, :]) & (gap < radius[:, None])
+    suppresses = ((ranked.labels[:, None] == ranked.labels[None, :])
+                  & ((delta**2).sum(axis=2) < (radius**2)[:, None]))
     keep = np.ones(len(ranked), dtype=bool)
     for i in range(len(ranked)):
         if keep[i]:
             keep[i + 1 :] &= ~suppresses[i, i + 1 :]
-    # each box's owner: the first kept box that suppresses it, or itself when kept
-    by_kept = np.triu(suppresses, 1) & keep[:, None]
-    owner = np.where(by_kept.any(axis=0), by_kept.argmax(axis=0), np.arange(len(ranked)))
+    # each dropped box's owner: the first kept box that suppresses it (always one ranked above)
+    owner = np.where(keep, np.arange(len(ranked)), (suppresses & keep[:, None]).argmax(axis=0))
     weight = ranked.scores.astype(np.float64)
     total = np.bincount(owner, weight, minlength=len(ranked))
     centers = np.stack([np.bincount(owner, weight * ranked.centers[:, k], minlength=len(ranked))
