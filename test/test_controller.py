@@ -29,9 +29,14 @@ from adaptive_fusion.controller.costs import (
     flop_cost_table,
     measure_cost_table,
 )
-from adaptive_fusion.controller.data import ControllerDataset
+from adaptive_fusion.controller.data import ControllerDataset, split_controller_batch
 from adaptive_fusion.controller.labels import corruption_labels
-from adaptive_fusion.controller.network import ControllerConfig, LayerController, corruption_kinds
+from adaptive_fusion.controller.network import (
+    ControllerConfig,
+    LayerController,
+    corruption_kinds,
+    slot_spread,
+)
 from adaptive_fusion.controller.policy import LearnedAllocator
 from adaptive_fusion.controller.selection import (
     modalities_to_run,
@@ -317,6 +322,52 @@ def test_slot_range_bounds_the_values_so_the_prior_keeps_its_weight(small_detect
     assert (values.flatten().diff() >= 0).all()
     with pytest.raises(ValueError, match="slot_range"):
         ControllerConfig.from_dict({"slot_range": -1.0})
+
+
+def test_slot_spread_is_the_variance_across_live_sensors_past_block_0():
+    """Hand-computed: per sample and block past the first, the variance of the values over the
+    live modalities; block 0, dead modalities and a lone live sensor do not count."""
+    values = torch.tensor([[[9.0, 1.0, 2.0], [-9.0, 3.0, 2.0], [5.0, 5.0, 8.0]],
+                           [[9.0, 1.0, 7.0], [-9.0, 3.0, 0.0], [5.0, 5.0, 1.0]]])
+    live = torch.tensor([[True, True, False], [False, True, False]])
+    # sample 0, camera and depth: block 1 values 1, 3 (variance 1), block 2 values 2, 2 (0);
+    # sample 1: the depth camera alone, variance 0.
+    torch.testing.assert_close(slot_spread(values, live), torch.tensor((1.0 + 0.0 + 0 + 0) / 4))
+    everyone = torch.ones(2, 3, dtype=torch.bool)
+    block1 = torch.tensor([1.0, 3.0, 5.0]).var(unbiased=False)
+    block2 = torch.tensor([2.0, 2.0, 8.0]).var(unbiased=False)
+    expected = (block1 + block2 + torch.tensor([1.0, 3.0, 5.0]).var(unbiased=False)
+                + torch.tensor([7.0, 0.0, 1.0]).var(unbiased=False)) / 4
+    torch.testing.assert_close(slot_spread(values, everyone), expected)
+
+
+def test_spread_weight_pulls_the_slot_values_of_the_sensors_together(tmp_path,
+                                                                     tiny_detector_path):
+    """Training steps on one batch with spread_weight: the values' spread across sensors falls
+    well below that of the same steps without it (same seed, same batch)."""
+    spreads = {}
+    for weight in (0.0, 5.0):
+        config = load_controller_config(tiny_controller_config(
+            tmp_path, tiny_detector_path, f"spread{weight}", None))
+        config.spread_weight = weight
+        config.schedule.epochs = 100
+        config.optimiser.lr = 1e-2
+        trainer = ControllerTrainer(config, show_progress=False)
+        with torch.no_grad():  # start from values far apart across the sensors
+            trainer.controller.slots.bias.copy_(torch.linspace(-3, 3, 3).repeat_interleave(4))
+        dataset = ControllerDataset(trainer.train_files, trainer.model_config, seed=0,
+                                    corruptions=config.data.corruptions)
+        dataset.set_epoch(0, corrupt=True)
+        batch = default_collate([dataset[i] for i in range(8)])
+        steps = [trainer.step(batch) for _ in range(20)]
+        if weight:
+            assert steps[-1]["spread"] < 0.2 * steps[0]["spread"], steps
+        rasters, _, labels = split_controller_batch(batch)
+        live = torch.ones(8, 3, dtype=torch.bool)
+        with torch.no_grad():
+            outputs = trainer.controller(rasters, labels["quality"], live, torch.full((8,), 0.5))
+        spreads[weight] = slot_spread(outputs["network_slots"], live)
+    assert spreads[5.0] < 0.2 * spreads[0.0], spreads
 
 
 def test_controller_checkpoint_round_trip_and_refusals(tmp_path, small_controller):

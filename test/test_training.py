@@ -25,6 +25,7 @@ from adaptive_fusion.training.loss import (
     per_sample_detection_loss,
     training_loss,
 )
+from adaptive_fusion.training.precision import cpu_has_native_bf16, use_bf16
 from adaptive_fusion.training.trainer import ResumeError, Trainer
 from adaptive_fusion.world.config import WorldConfig
 from adaptive_fusion.world.world import World
@@ -47,6 +48,29 @@ def test_config_rejects_unknown_keys(tmp_path):
     path.write_text(yaml.safe_dump(values))
     with pytest.raises(ConfigError, match="divisible"):
         load_config(path)
+
+
+def test_bf16_auto_follows_the_cpu_flags_and_bad_settings_are_refused(tmp_path):
+    """bf16 autocast under "auto" only with native bfloat16 (AVX512-BF16 or AMX flags): without
+    them torch emulates it, 3x slower here. true and false are kept as given; anything else is
+    a config error."""
+    plain, native = tmp_path / "plain", tmp_path / "native"
+    plain.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n")
+    native.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n")
+    assert not cpu_has_native_bf16(plain)
+    assert cpu_has_native_bf16(native)
+    assert not cpu_has_native_bf16(tmp_path / "missing")
+    cpu = torch.device("cpu")
+    assert use_bf16(True, cpu) and not use_bf16(False, cpu)
+    assert use_bf16("auto", cpu) == cpu_has_native_bf16()
+    values = yaml.safe_load(TINY.read_text())
+    path = tmp_path / "bad.yaml"
+    for bad in ("yes", 1, None):
+        path.write_text(yaml.safe_dump({**values, "bf16": bad}))
+        with pytest.raises(ConfigError, match="bf16 must be true, false or auto"):
+            load_config(path)
+    path.write_text(yaml.safe_dump({**values, "bf16": "auto"}))
+    assert load_config(path).bf16 == "auto"
 
 
 def test_mirror_is_a_consistent_frame_set():

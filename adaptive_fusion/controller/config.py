@@ -10,6 +10,7 @@ import yaml
 
 from ..training.augment import CorruptionSampler
 from ..training.config import ConfigError, DataConfig, OptimiserConfig, _build
+from ..training.precision import check_bf16_setting
 from .network import ControllerConfig
 
 
@@ -53,12 +54,14 @@ class ControllerTrainConfig:
     out_dir: str = "runs/controller"
     seed: int = 0
     threads: int = 2
-    bf16: bool = True  # bfloat16 autocast for the detector's forward pass
+    bf16: bool | str = "auto"  # bfloat16 autocast for the detector's forward pass
     detector: str = "adaptive_fusion/models/default"  # frozen detector checkpoint
     corruption_weight: float = 1.0  # of the corruption-prediction loss next to detection loss
     # of the use head's loss against the frozen detector's "dropping it helps" (controller
     # configs with may_skip_live only; see usage.py)
     use_weight: float = 1.0
+    # of the spread of the slot values across live sensors (network.slot_spread; 0 = off)
+    spread_weight: float = 0.0
     # Without a `data` key; a `data` mapping in the YAML starts from DataConfig's own defaults
     # (the detector's corruption rate), so the configs spell the corruptions out.
     data: DataConfig = field(
@@ -83,4 +86,8 @@ def load_controller_config(path: str | Path) -> ControllerTrainConfig:
         raise ConfigError(f"cannot read controller training config {path}: {error}") from error
     config = _build(ControllerTrainConfig, values, "")
     config.controller_config()  # validate early
+    try:
+        check_bf16_setting(config.bf16, str(path))
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
     return config

@@ -157,7 +157,8 @@ class LayerController(nn.Module):
         """rasters: modality -> (B, C, h, w) (a missing one is treated as not live); quality and
         live (B, modalities) in [0, 1]; budget (B,) fraction of the blocks' compute.
 
-        Returns "slots" (B, modalities, layers) log values, "corrupted" and "severity" logits
+        Returns "slots" (B, modalities, layers) log values ("network_slots": the same before
+        the quality prior), "corrupted" and "severity" logits
         (B, modalities), "kind" modality -> (B, kinds) logits, "fog" (B,) logit; with
         may_skip_live also "use" (B, modalities) logits (run the modality iff > 0)."""
         live = live.float()
@@ -177,6 +178,7 @@ class LayerController(nn.Module):
         if self.config.slot_range:
             bound = self.config.slot_range
             outputs["slots"] = bound * torch.tanh(outputs["slots"] / bound)
+        outputs["network_slots"] = outputs["slots"]  # before the prior: what slot_spread reads
         if self.config.quality_prior:
             weight = self.config.quality_prior * torch.log(
                 quality.float().clamp(QUALITY_FLOOR, 1.0))
@@ -191,3 +193,22 @@ class LayerController(nn.Module):
         if self.use is not None:
             outputs["use"] = self.use(x)
         return outputs
+
+
+def slot_spread(network_slots: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
+    """The mean over samples and blocks past the first of the variance of the network's slot
+    log values across the live modalities (samples with one live modality count 0).
+
+    The penalty of ControllerTrainConfig.spread_weight: it pulls the values of one block index
+    together across sensors, i.e. towards the equal split, so that the detection loss moves a
+    block from one sensor to another only where it gains enough to pay for it, and measured
+    quality (the prior, added after) moves it where it does not. The detection loss of a
+    LayerDrop-trained detector changes little with the split, so without the pull it can settle
+    on one sensor's blocks for reasons that do not carry to new scenes (v6's first controller:
+    the clean camera at block 0 alone, below the equal split on validation)."""
+    weight = live.float().unsqueeze(2)  # (B, modalities, 1)
+    count = weight.sum(dim=1, keepdim=True).clamp(min=1.0)
+    values = network_slots[:, :, 1:]
+    mean = (values * weight).sum(dim=1, keepdim=True) / count
+    variance = (((values - mean) ** 2) * weight).sum(dim=1) / count.squeeze(1)
+    return variance.mean()

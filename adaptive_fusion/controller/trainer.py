@@ -28,6 +28,7 @@ from ..training.config import config_to_dict
 from ..training.distributed import EpochSampler
 from ..training.layerdrop import DropSchedule
 from ..training.loss import detection_loss
+from ..training.precision import use_bf16
 from ..training.trainer import (
     EpochLoop,
     Progress,
@@ -43,7 +44,7 @@ from .config import ControllerTrainConfig
 from .costs import block_budget, flop_cost_table
 from .data import ControllerDataset, split_controller_batch
 from .labels import corruption_loss
-from .network import LayerController
+from .network import LayerController, slot_spread
 from .policy import LearnedAllocator
 from .selection import straight_through_gates, straight_through_use
 from .usage import absent_losses, dropping_helps, use_loss
@@ -63,6 +64,9 @@ class ControllerTrainer(EpochLoop):
         self.out = Path(config.out_dir)
         self.detector, self.detector_document = load_checkpoint(config.detector)
         self.detector.requires_grad_(False)  # frozen, in eval mode: only the gates learn
+        self.bf16 = use_bf16(config.bf16, torch.device("cpu"))
+        if self.show:
+            tqdm.write(f"bfloat16 autocast {'on' if self.bf16 else 'off'} (bf16: {config.bf16})")
         self.model_config = self.detector.config
         self.modalities = self.model_config.modalities
         self.table = flop_cost_table(self.detector)
@@ -169,21 +173,25 @@ class ControllerTrainer(EpochLoop):
         # as it would run (block 0 first), not of a stem without blocks.
         gates = {name: torch.cat([live[:, m : m + 1].to(gate.dtype), gate[:, 1:]], dim=1)
                  for m, (name, gate) in enumerate(gates.items())}
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             detections = self.detector(rasters, present=present, gates=gates)
         detection = detection_loss({k: v.float() for k, v in detections.items()}, targets)
         corruption = corruption_loss(outputs, labels, live, self.modalities)
         loss = detection["loss"] + config.corruption_weight * corruption["total"]
         extra = {}
+        if config.spread_weight:
+            spread = slot_spread(outputs["network_slots"], live)
+            loss = loss + config.spread_weight * spread
+            extra["spread"] = spread.item()
         if "use" in outputs:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
                 losses = absent_losses(self.detector, rasters, targets, live, self.modalities)
             helps, counted = dropping_helps(*losses, live)
             usage = use_loss(outputs["use"], helps, counted)
             loss = loss + config.use_weight * usage
-            extra = {"use": usage.item(),
-                     "drop_helps": float(helps.sum() / counted.sum().clamp(min=1)),
-                     "switched_off": float((live & ~run).sum() / live.sum().clamp(min=1))}
+            extra.update(use=usage.item(),
+                         drop_helps=float(helps.sum() / counted.sum().clamp(min=1)),
+                         switched_off=float((live & ~run).sum() / live.sum().clamp(min=1)))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.controller.parameters(), config.optimiser.grad_clip)

@@ -22,6 +22,7 @@ from .cache import build_cache, frame_path, load_frames
 from .config import OptimiserConfig, TrainConfig, config_to_dict
 from .data import FrameDataset, split_batch
 from .loss import training_loss
+from .precision import use_bf16
 
 STATE_FILE = "last_state.pt"
 
@@ -168,6 +169,9 @@ class Trainer(EpochLoop):
         self.manifests, self.train_files, self.val_files = cached_splits(
             config.data, self.show, self.context)
         self.model = AdaptiveFusionDetector(self.model_config).to(self.context.device)
+        self.bf16 = use_bf16(config.bf16, self.context.device)
+        if self.show:
+            tqdm.write(f"bfloat16 autocast {'on' if self.bf16 else 'off'} (bf16: {config.bf16})")
         if config.init_from:
             self._initialise_from(config.init_from)
         schedule = config.schedule
@@ -280,7 +284,7 @@ class Trainer(EpochLoop):
                                      self.model_config.layers, shared)
         present = {k: v.to(device) for k, v in drop.present(
             len(targets["mask"]), self.model_config.modalities, local).items()}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
             outputs = self.network(rasters, allocation, present)
         losses = training_loss({k: v.float() for k, v in outputs.items()}, targets)
         self.optimizer.zero_grad(set_to_none=True)
