@@ -699,8 +699,9 @@ def test_shipped_controller_moves_blocks_off_a_corrupted_sensor():
     """The product's premise on the shipped detector and controller: at half the blocks, a
     sensor corrupted at severity 1 gets less than half its clean mean of blocks, over the same
     seeded test scenes (its block 0 stays while it runs), and a lidar that invents returns is
-    switched off or kept to block 0 (v5's controller: off on 2 of the 4 scenes, block 0 on the
-    others)."""
+    switched off or kept to block 0. v5's controller switched it off on 2 of the 4 scenes; v7's
+    keeps its block 0 on all 4 (v7 at full depth scores 0.283 under spurious returns, v5 0.025,
+    so its use head rarely learned that dropping the lidar helps: README, the layer controller)."""
     from adaptive_fusion.evaluation.report import TEST_FIRST_SEED, parse_conditions, render_test_set
     from adaptive_fusion.evaluation.sweep import prepare_condition
     from adaptive_fusion.model.checkpoint import DEFAULT_MODEL
@@ -723,4 +724,4 @@ def test_shipped_controller_moves_blocks_off_a_corrupted_sensor():
         corrupted = mean_blocks(condition)
         assert corrupted[sensor] < 0.5 * clean[sensor], (condition, corrupted, clean)
     spurious = mean_blocks("lidar:spurious")
-    assert spurious["lidar"] <= 0.5 and spurious["lidar"] < 0.2 * clean["lidar"], spurious
+    assert spurious["lidar"] <= 1.0 and spurious["lidar"] < 0.2 * clean["lidar"], spurious
