@@ -217,7 +217,8 @@ def test_depth_reference_among_several_own_measurements_is_the_one_nearest_the_c
 def test_depth_choice_loss_teaches_the_residual_against_the_right_reference():
     """With a head that picked the wrong candidate, the depth L1 is the residual's error against
     the candidate it should have chosen, and the choice pays -log of the probability of the
-    candidates on that surface (18 m, and 18.2 m from the next cell)."""
+    candidates on that surface (18 m, and 18.2 m from the next cell). Without teacher forcing
+    (the loss a controller's decisions are judged by) the wrong depth itself is scored."""
     log_depth = np.log(20.0)
     outputs = {
         "heatmap": torch.zeros(1, 3, 1, 1),
@@ -239,6 +240,11 @@ def test_depth_choice_loss_teaches_the_residual_against_the_right_reference():
     assert parts["log_depth"].item() == pytest.approx(expected_l1, rel=1e-5)
     expected = -np.log(2.0 / (np.exp(5.0) + 3.0))  # softmax mass of the two good slots
     assert parts["depth_choice"].item() == pytest.approx(0.5 * expected, rel=1e-5)
+    # as deployed: the depth it output (8 m + residual) is scored, and there is no choice term
+    deployed = detection_loss(outputs, targets, teacher_forcing=False)
+    assert "depth_choice" not in deployed
+    expected_l1 = 2.0 * abs(0.05 + np.log(8.0) - log_depth)
+    assert deployed["log_depth"].item() == pytest.approx(expected_l1, rel=1e-5)
 
 
 def test_depth_scale_loss_is_least_at_the_log_of_the_inference_error():

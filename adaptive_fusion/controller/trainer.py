@@ -175,7 +175,9 @@ class ControllerTrainer(EpochLoop):
                  for m, (name, gate) in enumerate(gates.items())}
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             detections = self.detector(rasters, present=present, gates=gates)
-        detection = detection_loss({k: v.float() for k, v in detections.items()}, targets)
+        # as deployed, not teacher-forced: see usage.py
+        detection = detection_loss({k: v.float() for k, v in detections.items()}, targets,
+                                   teacher_forcing=False)
         corruption = corruption_loss(outputs, labels, live, self.modalities)
         loss = detection["loss"] + config.corruption_weight * corruption["total"]
         extra = {}

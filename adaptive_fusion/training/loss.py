@@ -59,7 +59,11 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return total.sum() / peaks.sum().clamp(min=1.0)
 
 
-def detection_terms(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> Terms:
+def detection_terms(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
+                    teacher_forcing: bool = True) -> Terms:
+    """The loss parts as (sum, count) per sample. Without teacher_forcing a head that chooses its
+    depth reference is scored on the depth it outputs (its own choice), with no choice term:
+    the loss of the detector as deployed, which is what a controller's decisions change."""
     terms = {"heatmap": focal_terms(outputs["heatmap"], targets["heatmap"])}
     mask = targets["mask"].unsqueeze(1)  # (B, 1, rows, cols)
     count = mask.sum(dim=(1, 2, 3))
@@ -68,7 +72,7 @@ def detection_terms(outputs: dict[str, torch.Tensor], targets: dict[str, torch.T
         target = targets["regression"][:, start : start + channels]
         start += channels
         predicted = outputs[name]
-        if name == "log_depth" and "depth_choice" in outputs:
+        if name == "log_depth" and "depth_choice" in outputs and teacher_forcing:
             choice = depth_reference_choice(outputs, target, footprint_radius(targets))
             # The residual is learnt against the reference it should have chosen (teacher
             # forcing), so that a wrong choice early in training does not teach a wrong residual.
@@ -138,11 +142,13 @@ def depth_reference_choice(
 
 
 def detection_loss(
-    outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+    outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
+    teacher_forcing: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """Returns the total ("loss") and its parts, all scalars."""
+    """Returns the total ("loss") and its parts, all scalars (teacher_forcing: detection_terms)."""
+    terms = detection_terms(outputs, targets, teacher_forcing)
     parts = {name: total.sum() / count.sum().clamp(min=1.0)
-             for name, (total, count) in detection_terms(outputs, targets).items()}
+             for name, (total, count) in terms.items()}
     parts["loss"] = sum(parts.values())
     return parts
 
@@ -171,8 +177,9 @@ def depth_scale_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.
 
 
 def per_sample_detection_loss(
-    outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+    outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
+    teacher_forcing: bool = True,
 ) -> torch.Tensor:
     """(B,) the detection loss of each sample on its own (its own peaks and box cells)."""
     return sum(total / count.clamp(min=1.0)
-               for total, count in detection_terms(outputs, targets).values())
+               for total, count in detection_terms(outputs, targets, teacher_forcing).values())
