@@ -16,8 +16,8 @@ from adaptive_fusion.ros import transport
 
 SCENARIO = """
 events:
-  - {at: 3.0, corrupt: {camera: [noise, 1.0]}}
-  - {at: 4.5, kill: lidar}
+  - {at: 5.0, corrupt: {camera: [noise, 1.0]}}
+  - {at: 6.5, kill: lidar}
 """
 
 
@@ -31,7 +31,7 @@ def test_demo_follows_the_scenario(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != transport.PROFILE_VARIABLE}
     result = subprocess.run(
         [str(Path(sys.executable).parent / "adaptive-fusion"), "demo", "--model", str(model),
-         "--scenario", str(scenario), "--duration", "7", "--plot", str(plot), "--json"],
+         "--scenario", str(scenario), "--duration", "9", "--plot", str(plot), "--json"],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
@@ -40,13 +40,14 @@ def test_demo_follows_the_scenario(tmp_path):
     report = json.loads(lines[-1])
     rows = report["rows"]
     # a row each second of the scenario's clock (from sim_sensors' first capture) once the
-    # first frame is out, well before the first event
-    assert len(rows) in (6, 7) and len(lines) == len(rows) + 2
-    assert [round(row["t"]) for row in rows] == list(range(8 - len(rows), 8))
+    # first frame is out, before the first event: within 4 s, as DDS discovery between two
+    # fresh processes can take seconds on a loaded host (CI once saw the first frame after 2 s)
+    assert len(rows) in (6, 7, 8, 9) and len(lines) == len(rows) + 2
+    assert [round(row["t"]) for row in rows] == list(range(10 - len(rows), 10))
     first, last = rows[0], rows[-1]
     assert first["quality_camera"] > 0.5 and first["layers_lidar"] == 4
-    assert last["quality_camera"] < 0.5  # noise from t = 3 s
-    assert last["layers_lidar"] == 0 and last["quality_lidar"] is None  # dead from 4.5 s
+    assert last["quality_camera"] < 0.5  # noise from t = 5 s
+    assert last["layers_lidar"] == 0 and last["quality_lidar"] is None  # dead from 6.5 s
     assert last["latency_ms"] > 0
     assert plot.stat().st_size > 10_000
     # with no profile of the user's, both processes ran on the shipped one
