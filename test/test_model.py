@@ -10,6 +10,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from adaptive_fusion.model.allocation import AllocationError, parse_allocation
+from adaptive_fusion.model.blocks import written_out_attention
 from adaptive_fusion.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from adaptive_fusion.model.coding import (
     DEPTH_CONFIDENCE_METRES,
@@ -71,6 +72,25 @@ def test_only_allocated_blocks_run(model):
         ("camera", 0), ("camera", 2), ("depth", 0), ("depth", 1), ("depth", 2),
         ("lidar", 0), ("lidar", 3),
     ]
+
+
+def test_written_out_attention_matches_the_fused_kernel(model):
+    """Training on a CPU in bfloat16 writes attention out (faster there); elsewhere torch's fused
+    kernel runs. Both must compute the same thing, and the model must train through either."""
+    generator = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(2, 3, 50, 16, generator=generator) for _ in range(3))
+    fused = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    assert torch.allclose(written_out_attention(q, k, v), fused, atol=1e-5)
+    rasters = random_rasters(SMALL, batch=2, seed=3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad():
+            inference = model(rasters)
+        training = model(rasters)
+    training["heatmap"].float().sum().backward()
+    assert model.streams["camera"].blocks[0].attn.qkv.weight.grad is not None
+    model.zero_grad(set_to_none=True)
+    for name, value in inference.items():
+        assert torch.allclose(training[name].float(), value.float(), atol=0.05, rtol=0.05), name
 
 
 def test_flops_fall_with_blocks_run():
