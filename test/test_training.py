@@ -14,6 +14,7 @@ import yaml
 from safetensors.torch import load_file
 
 from adaptive_fusion.training.augment import CorruptionSampler, mirror
+from adaptive_fusion.training.cache import MANIFEST, build_cache, frame_path
 from adaptive_fusion.training.config import ConfigError, load_config
 from adaptive_fusion.training.distributed import EpochSampler
 from adaptive_fusion.training.layerdrop import DropSchedule
@@ -280,8 +281,32 @@ def test_depth_scale_loss_is_least_at_the_log_of_the_inference_error():
         detection_loss(outputs, targets)["loss"].item(), rel=1e-5)
 
 
-def tiny_config(tmp_path: Path, out: str, steps: int) -> Path:
+def test_cache_hash_is_of_the_scenes_not_of_the_file_bytes(tmp_path):
+    world = WorldConfig()
+    seeds = [3, 4]
+    first = build_cache(tmp_path, world, seeds, show_progress=False)
+    # The same arrays in other bytes (compressed: as a re-render's new zip timestamps would be).
+    path = frame_path(tmp_path, 4)
+    with np.load(path) as data:
+        arrays = {key: data[key] for key in data.files}
+    np.savez_compressed(path.with_suffix(".tmp.npz"), **arrays)
+    path.with_suffix(".tmp.npz").rename(path)
+    (tmp_path / MANIFEST).unlink()
+    assert build_cache(tmp_path, world, seeds, show_progress=False)["sha256"] == first["sha256"]
+
+    arrays["objects_yaws"] = arrays["objects_yaws"] + 0.1
+    np.savez(path.with_suffix(".tmp.npz"), **arrays)
+    path.with_suffix(".tmp.npz").rename(path)
+    legacy = json.loads((tmp_path / MANIFEST).read_text())
+    del legacy["sha256_of"]  # a manifest written before content hashing is hashed again
+    (tmp_path / MANIFEST).write_text(json.dumps(legacy))
+    again = build_cache(tmp_path, world, seeds, show_progress=False)
+    assert again["sha256"] != first["sha256"] and again["sha256_of"] == "arrays"
+
+
+def tiny_config(tmp_path: Path, out: str, steps: int, ema_decay: float = 0.0) -> Path:
     values = yaml.safe_load(TINY.read_text())
+    values["optimiser"]["ema_decay"] = ema_decay
     values["out_dir"] = str(tmp_path / out)
     values["data"]["cache_dir"] = str(tmp_path / "cache")
     values["schedule"]["max_steps"] = steps
@@ -334,6 +359,39 @@ def test_tiny_training_learns_checkpoints_and_resumes_exactly(tmp_path):
     finetune.write_text(yaml.safe_dump({**values, "init_from": str(tmp_path / "straight/last")}))
     with pytest.raises(ResumeError, match="architecture differs"):
         Trainer(load_config(finetune), show_progress=False)
+
+
+def test_moving_average_is_what_checkpoints_hold_and_resumes_exactly(tmp_path):
+    decay = 0.5
+    straight = tiny_config(tmp_path, "straight", 3, ema_decay=decay)
+    trainer = Trainer(load_config(straight), show_progress=False)
+    history = []
+    batch = next(iter(trainer.epoch_loader(0)))
+    for _ in range(3):
+        trainer.step(batch)
+        history.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
+    trainer.save("last")
+    trainer.close()
+    saved = load_file(str(tmp_path / "straight" / "last.safetensors"))
+    name = "head.out.weight"
+    # The first update copies, each later one moves the average half way to the new weights.
+    expected = decay * (decay * history[0][name] + (1 - decay) * history[1][name]) + (
+        1 - decay) * history[2][name]
+    torch.testing.assert_close(saved[name], expected, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(saved[name], history[2][name])
+
+    whole = tiny_config(tmp_path, "whole", 3, ema_decay=decay)
+    run_trainer(whole)
+    stopped = tiny_config(tmp_path, "stopped", 2, ema_decay=decay)
+    run_trainer(stopped)
+    values = yaml.safe_load(stopped.read_text())
+    values["schedule"]["max_steps"] = 3
+    stopped.write_text(yaml.safe_dump(values))
+    run_trainer(stopped, resume=True)
+    a = load_file(str(tmp_path / "whole" / "last.safetensors"))
+    b = load_file(str(tmp_path / "stopped" / "last.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
 
 
 def test_two_process_data_parallel_training(tmp_path):

@@ -89,8 +89,8 @@ class ControllerTrainer(EpochLoop):
     def _resume(self) -> None:
         check_resumable(self.out)
         controller, document = load_controller(self.out / "last")
-        self.progress = restore_training_state(self.out, document, self.config, self.optimizer,
-                                               self.scheduler)
+        self.progress, _ = restore_training_state(self.out, document, self.config,
+                                                  self.optimizer, self.scheduler)
         self.controller.load_state_dict(controller.state_dict())
 
     def metadata(self, metrics: dict | None = None) -> dict:

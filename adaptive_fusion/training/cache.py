@@ -16,6 +16,7 @@ from ..world.world import RENDERER_VERSION, World
 
 CACHE_VERSION = 1
 MANIFEST = "manifest.json"
+HASHED = "arrays"  # what the manifest's sha256 covers (content_digest)
 
 
 class CacheError(ValueError):
@@ -63,10 +64,24 @@ def load_frames(path: Path) -> FrameSet:
         return arrays_to_frames({key: data[key] for key in data.files})
 
 
+def content_digest(directory: Path, seeds: list[int], show_progress: bool = False) -> str:
+    """sha256 over the arrays of every file in seed order (name, dtype, shape and bytes of each):
+    the same scenes give the same hash whenever they are rendered. The files' own bytes would
+    not: np.savez stamps the time into its zip entries."""
+    digest = hashlib.sha256()
+    for seed in tqdm(seeds, desc=f"hash {directory.name}", disable=not show_progress):
+        with np.load(frame_path(directory, seed), allow_pickle=False) as data:
+            for key in sorted(data.files):
+                array = np.ascontiguousarray(data[key])
+                digest.update(f"{key}:{array.dtype.str}:{array.shape}".encode())
+                digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 def build_cache(directory: str | Path, world_config: WorldConfig, seeds: list[int],
                 show_progress: bool = True) -> dict:
     """Render the missing seeds (an interrupted build resumes), then write and return the
-    manifest with a sha256 over every file in seed order."""
+    manifest with content_digest's sha256. A manifest from before content hashing gets it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     settings = {"version": CACHE_VERSION, "renderer": RENDERER_VERSION,
@@ -77,16 +92,15 @@ def build_cache(directory: str | Path, world_config: WorldConfig, seeds: list[in
         if {k: manifest.get(k) for k in settings} != json.loads(json.dumps(settings)):
             raise CacheError(f"{directory} holds a cache for other world settings or seeds; "
                              "choose another cache directory")
-        return manifest
+        if manifest.get("sha256_of") == HASHED:
+            return manifest
     world = World(world_config)
     missing = [seed for seed in seeds if not frame_path(directory, seed).is_file()]
     for seed in tqdm(missing, desc=f"render {directory.name}", disable=not show_progress):
         partial = frame_path(directory, seed).with_suffix(".tmp.npz")
         np.savez(partial, **frames_to_arrays(world.render(seed)))
         partial.rename(frame_path(directory, seed))  # atomic: a stop never leaves half a file
-    digest = hashlib.sha256()
-    for seed in seeds:
-        digest.update(frame_path(directory, seed).read_bytes())
-    manifest = {**settings, "sha256": digest.hexdigest()}
+    manifest = {**settings, "sha256_of": HASHED,
+                "sha256": content_digest(directory, seeds, show_progress)}
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

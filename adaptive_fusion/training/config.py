@@ -35,6 +35,10 @@ class OptimiserConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     grad_clip: float = 1.0
     warmup_steps: int = 100
+    # Validate, keep and ship an exponential moving average of the weights (0: the weights
+    # themselves). Each step moves the average this close to the last one: 0.999 averages
+    # about the last 1000 steps.
+    ema_decay: float = 0.0
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """The training loop: cached data, LayerDrop + modality dropout + corruption schedule, AdamW with
-warmup and cosine decay, periodic and per-epoch checkpoints, resume, data-parallel ranks."""
+warmup and cosine decay, an optional moving average of the weights, periodic and per-epoch
+checkpoints, resume, data-parallel ranks."""
 
 import math
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -95,23 +97,27 @@ def check_resumable(out: Path) -> None:
         raise ResumeError(f"nothing to resume: {out / STATE_FILE} not found")
 
 
-def restore_training_state(out: Path, document: dict, config, optimizer, scheduler) -> Progress:
+def restore_training_state(out: Path, document: dict, config, optimizer, scheduler) -> tuple[
+        Progress, dict]:
     """Optimiser and schedule of the stopped run in `out` (whose last checkpoint's JSON is
-    `document`) restored, and its progress; refuses a run made with another config."""
+    `document`) restored; its progress, and the rest of its state (the trained weights, when the
+    checkpoint holds their moving average). Refuses a run made with another config."""
     saved = run_identity(document["training"]["config"])
     if saved != run_identity(config_to_dict(config)):
         raise ResumeError(f"{out} was trained with a different config; "
                           "resume only with the same file (or start a new out_dir)")
     state = torch.load(out / STATE_FILE, weights_only=True, map_location="cpu")
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    return Progress(**state["progress"])
+    optimizer.load_state_dict(state.pop("optimizer"))
+    scheduler.load_state_dict(state.pop("scheduler"))
+    return Progress(**state.pop("progress")), state
 
 
-def save_training_state(out: Path, optimizer, scheduler, progress: Progress) -> None:
-    """Optimiser, schedule and progress next to the "last" checkpoint, written atomically."""
+def save_training_state(out: Path, optimizer, scheduler, progress: Progress,
+                        extra: dict | None = None) -> None:
+    """Optimiser, schedule, progress and `extra` next to the "last" checkpoint, written
+    atomically."""
     state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "progress": asdict(progress)}
+             "progress": asdict(progress), **(extra or {})}
     partial = out / (STATE_FILE + ".tmp")
     torch.save(state, partial)
     partial.rename(out / STATE_FILE)
@@ -179,6 +185,10 @@ class Trainer(EpochLoop):
         self.total_steps = self.steps_per_epoch * schedule.epochs
         self.optimizer, self.scheduler = make_optimiser(
             self.model.parameters(), config.optimiser, self.total_steps)
+        self.average = None
+        if config.optimiser.ema_decay > 0:
+            self.average = AveragedModel(
+                self.model, multi_avg_fn=get_ema_multi_avg_fn(config.optimiser.ema_decay))
         self.progress = Progress()
         if resume:
             self._resume()
@@ -196,12 +206,20 @@ class Trainer(EpochLoop):
                               f"model ({source.config} vs {self.model_config})")
         self.model.load_state_dict(source.state_dict())
 
+    @property
+    def shipped(self) -> AdaptiveFusionDetector:
+        """The weights validated and written to checkpoints: their average when one is kept."""
+        return self.model if self.average is None else self.average.module
+
     def _resume(self) -> None:
         check_resumable(self.out)
         model, document = load_checkpoint(self.out / "last")
-        self.progress = restore_training_state(self.out, document, self.config, self.optimizer,
-                                               self.scheduler)
-        self.model.load_state_dict(model.state_dict())
+        self.progress, state = restore_training_state(
+            self.out, document, self.config, self.optimizer, self.scheduler)
+        self.shipped.load_state_dict(model.state_dict())
+        if self.average is not None:
+            self.model.load_state_dict(state["trained_weights"])
+            self.average.n_averaged.fill_(state["n_averaged"])
 
     def metadata(self, metrics: dict | None = None) -> dict:
         return {
@@ -220,19 +238,23 @@ class Trainer(EpochLoop):
         """Rank 0 writes `<name>.safetensors/.json`; "last" also gets the optimiser state."""
         if not self.context.is_main:
             return
-        save_checkpoint(self.model, self.out / name, self.metadata(metrics))
+        save_checkpoint(self.shipped, self.out / name, self.metadata(metrics))
         if name == "last":
-            save_training_state(self.out, self.optimizer, self.scheduler, self.progress)
+            extra = None
+            if self.average is not None:
+                extra = {"trained_weights": self.model.state_dict(),
+                         "n_averaged": int(self.average.n_averaged)}
+            save_training_state(self.out, self.optimizer, self.scheduler, self.progress, extra)
 
     def validate(self) -> dict:
-        self.model.eval()
+        self.shipped.eval()
         frames = [load_frames(f) for f in self.val_files]
         layers = self.model_config.layers
         allocations = {
             "val_full_depth": None,
             "val_quarter_depth": {m: max(1, layers // 4) for m in self.model_config.modalities},
         }
-        metrics = {name: score_frames(self.model, frames, allocation).to_dict()
+        metrics = {name: score_frames(self.shipped, frames, allocation).to_dict()
                    for name, allocation in allocations.items()}
         self.model.train()
         return metrics
@@ -292,6 +314,8 @@ class Trainer(EpochLoop):
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.optimiser.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
+        if self.average is not None:
+            self.average.update_parameters(self.model)
         progress.step += 1
         progress.batch_in_epoch += 1
         return {name: value.item() for name, value in losses.items()}
