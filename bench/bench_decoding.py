@@ -1,10 +1,13 @@
 """What decoding gives the detector: mAP and decode time of the shipped decoding against the
-3x3 peak suppression on the image grid that CenterNet (and this package up to v5) used.
+3x3 peak suppression on the image grid that CenterNet (and this package up to v5) used, and
+without its parts.
 
 The model runs once per scene (full depth, batch size 1); each decoding then reads the same
 head maps, so the rows differ only in decoding. "3x3 peaks" keeps a cell only where its heatmap
 is the maximum of its 3x3 neighbourhood, as that rule did; "one depth per cell" drops the
-second depth hypothesis (coding.SECOND_DEPTH_GAP). Decode times are interleaved per scene.
+second depth hypothesis (coding.SECOND_DEPTH_GAP); "no cross-class demotion" keeps the whole
+score of a box outranked by a nearby box of another class (coding.CROSS_CLASS_FACTOR). Decode
+times are interleaved per scene.
 
     .venv/bin/python bench/bench_decoding.py [--scenes 150] [--first-seed 1000000] [--model PATH]
 """
@@ -36,11 +39,13 @@ def one_depth(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: value for name, value in outputs.items() if name != "depth_choice"}
 
 
+# name: (what is done to the head maps, decode's keyword arguments)
 VARIANTS = {
-    "3x3 peaks, one depth per cell": lambda o: one_depth(peaks_only(o)),
-    "3x3 peaks": peaks_only,
-    "every cell, one depth per cell": one_depth,
-    "every cell (shipped)": lambda o: o,
+    "3x3 peaks, one depth per cell": (lambda o: one_depth(peaks_only(o)), {}),
+    "3x3 peaks": (peaks_only, {}),
+    "every cell, one depth per cell": (one_depth, {}),
+    "no cross-class demotion": (lambda o: o, {"cross_class_factor": 1.0}),
+    "every cell (shipped)": (lambda o: o, {}),
 }
 
 
@@ -65,10 +70,10 @@ def main() -> None:
         truths.append(evaluation_truth(frames, inputs, config))
         with torch.inference_mode():
             outputs = model(batch_of_one(inputs, model))
-        for name, variant in VARIANTS.items():
+        for name, (variant, options) in VARIANTS.items():
             maps = variant(outputs)
             start = time.perf_counter()
-            predictions[name].append(decode(maps, inputs.K, inputs.T_cam_lidar, config))
+            predictions[name].append(decode(maps, inputs.K, inputs.T_cam_lidar, config, **options))
             times[name].append(time.perf_counter() - start)
     print(f"model: {args.model}; {args.scenes} scenes from seed {args.first_seed}; "
           f"{args.threads} threads")

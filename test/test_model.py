@@ -13,11 +13,13 @@ from adaptive_fusion.model.allocation import AllocationError, parse_allocation
 from adaptive_fusion.model.blocks import written_out_attention
 from adaptive_fusion.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from adaptive_fusion.model.coding import (
+    CROSS_CLASS_FACTOR,
     DEPTH_CONFIDENCE_METRES,
     SECOND_DEPTH_POWER,
     Boxes3D,
     bev_nms,
     decode,
+    demote_outranked_classes,
     encode_targets,
 )
 from adaptive_fusion.model.config import ModelConfig
@@ -390,17 +392,36 @@ def test_a_depth_choice_gives_a_second_box_at_its_next_likely_reference():
     np.testing.assert_allclose(cam[:, 2], [8.0, 20.0], rtol=1e-4)
 
 
+def boxes_of_one_size(labels, bev_centers, size, scores) -> Boxes3D:
+    """Unrotated boxes of one size on the ground plane."""
+    centers = np.zeros((len(labels), 3), np.float32)
+    centers[:, :2] = bev_centers
+    return Boxes3D(labels=np.array(labels), centers=centers,
+                   sizes=np.tile(np.array([size], np.float32), (len(labels), 1)),
+                   yaws=np.zeros(len(labels), np.float32), scores=np.array(scores, np.float32))
+
+
 def test_bev_nms_keeps_the_best_box_at_the_score_weighted_centre():
-    boxes = Boxes3D(labels=np.array([0, 0, 0, 1]),
-                    centers=np.array([[10, 0, 0], [10.6, 0, 0], [30, 0, 0], [10.3, 0, 0]],
-                                     np.float32),
-                    sizes=np.tile(np.array([[4.0, 2.0, 1.5]], np.float32), (4, 1)),
-                    yaws=np.zeros(4, np.float32), scores=np.array([0.9, 0.3, 0.5, 0.4], np.float32))
+    boxes = boxes_of_one_size([0, 0, 0, 1], [[10, 0], [10.6, 0], [30, 0], [10.3, 0]],
+                              [4.0, 2.0, 1.5], [0.9, 0.3, 0.5, 0.4])
     kept = bev_nms(boxes)
     np.testing.assert_array_equal(kept.labels, [0, 0, 1])  # another class is not suppressed
     np.testing.assert_allclose(kept.scores, [0.9, 0.5, 0.4])
     np.testing.assert_allclose(kept.centers[:, 0], [(0.9 * 10 + 0.3 * 10.6) / 1.2, 30, 10.3],
                                rtol=1e-6)
+
+
+def test_a_box_outranked_by_another_class_nearby_keeps_part_of_its_score():
+    # a cyclist (label 2) 1.1 m from a stronger pedestrian (label 1), a lone cyclist, and a
+    # weaker pedestrian 1.8 m from that cyclist: outside the radius
+    boxes = boxes_of_one_size([1, 2, 2, 1], [[10, 0], [10.5, 1.0], [40, 0], [12, 0]],
+                              [0.6, 0.6, 1.7], [0.8, 0.7, 0.3, 0.6])
+    ranked = demote_outranked_classes(boxes)
+    np.testing.assert_allclose(ranked.scores, [0.8, 0.6, 0.7 * CROSS_CLASS_FACTOR, 0.3], rtol=1e-6)
+    np.testing.assert_array_equal(ranked.labels, [1, 1, 2, 2])
+    np.testing.assert_allclose(ranked.centers[:, 0], [10, 12, 10.5, 40])
+    assert demote_outranked_classes(boxes, factor=1.0).scores.tolist() == sorted(
+        boxes.scores.tolist(), reverse=True)
 
 
 def test_checkpoint_round_trip_and_refusals(tmp_path, model):
