@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -335,7 +336,8 @@ def test_tiny_training_learns_checkpoints_and_resumes_exactly(tmp_path):
     stopped.write_text(yaml.safe_dump({**values, "seed": 1}))
     with pytest.raises(ResumeError, match="different config"):
         run_trainer(stopped, resume=True)
-    values["schedule"]["max_steps"] = 3  # a longer run of the same config may resume
+    values["schedule"]["max_steps"] = 3  # a longer run of the same config may resume,
+    values["data"]["sample_threads"] = 1  # its batches made otherwise
     stopped.write_text(yaml.safe_dump(values))
     resumed = run_trainer(stopped, resume=True)
     assert resumed["step"] == 3
@@ -359,6 +361,20 @@ def test_tiny_training_learns_checkpoints_and_resumes_exactly(tmp_path):
     finetune.write_text(yaml.safe_dump({**values, "init_from": str(tmp_path / "straight/last")}))
     with pytest.raises(ResumeError, match="architecture differs"):
         Trainer(load_config(finetune), show_progress=False)
+
+
+def test_batches_made_between_steps_are_the_loader_processes_batches(tmp_path):
+    config = load_config(tiny_config(tmp_path, "batches", 2))
+    trainer = Trainer(config, show_progress=False)
+    threaded = list(trainer.epoch_loader(1))  # corrupted epoch: every sample seeded by its index
+    trainer.config = replace(config, data=replace(config.data, workers=1))
+    loaded = list(trainer.epoch_loader(1))
+    trainer.close()
+    assert len(threaded) == len(loaded) == trainer.steps_per_epoch
+    for ours, theirs in zip(threaded, loaded, strict=True):
+        assert ours.keys() == theirs.keys()
+        for key in ours:
+            torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=0, msg=key)
 
 
 def test_moving_average_is_what_checkpoints_hold_and_resumes_exactly(tmp_path):

@@ -10,11 +10,11 @@ detector), and learns the use logit from the frozen detector's "dropping it help
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..evaluation.metrics import evaluate_detections
@@ -25,6 +25,7 @@ from ..model.inputs import prepare_inputs
 from ..quality import measure
 from ..training.cache import load_frames
 from ..training.config import config_to_dict
+from ..training.data import epoch_batches
 from ..training.distributed import EpochSampler
 from ..training.layerdrop import DropSchedule
 from ..training.loss import detection_loss
@@ -117,7 +118,7 @@ class ControllerTrainer(EpochLoop):
     def trained(self) -> torch.nn.Module:
         return self.controller
 
-    def epoch_loader(self, epoch: int) -> DataLoader:
+    def epoch_loader(self, epoch: int) -> Iterable[dict[str, torch.Tensor]]:
         dataset = ControllerDataset(
             self.train_files, self.model_config, seed=self.config.seed,
             corruptions=self.config.data.corruptions,
@@ -127,8 +128,8 @@ class ControllerTrainer(EpochLoop):
         schedule = self.config.schedule
         sampler = EpochSampler(len(dataset), schedule.batch_size, self.config.seed, epoch,
                                start_batch=self.progress.batch_in_epoch)
-        return DataLoader(dataset, batch_size=schedule.batch_size, sampler=sampler,
-                          num_workers=self.config.data.workers)
+        return epoch_batches(dataset, sampler, schedule.batch_size, self.config.data.workers,
+                             self.config.data.sample_threads)
 
     @staticmethod
     def postfix(losses: dict[str, float]) -> dict[str, str]:

@@ -4,6 +4,7 @@ checkpoints, resume, data-parallel ranks."""
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
@@ -12,7 +13,6 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..evaluation.runner import score_frames
@@ -22,7 +22,7 @@ from ..world.config import WorldConfig
 from . import distributed
 from .cache import build_cache, frame_path, load_frames
 from .config import OptimiserConfig, TrainConfig, config_to_dict
-from .data import FrameDataset, split_batch
+from .data import FrameDataset, epoch_batches, split_batch
 from .loss import training_loss
 from .precision import use_bf16
 
@@ -42,8 +42,10 @@ class Progress:
 
 
 def run_identity(config: dict) -> dict:
-    """The settings a resumed run must share with the stopped one: all but max_steps."""
-    return {**config, "schedule": {**config["schedule"], "max_steps": None}}
+    """The settings a resumed run must share with the stopped one: all but max_steps and who
+    makes the batches (the same samples either way)."""
+    return {**config, "schedule": {**config["schedule"], "max_steps": None},
+            "data": {**config["data"], "workers": None, "sample_threads": None}}
 
 
 def seed_range(bounds: list[int]) -> list[int]:
@@ -263,7 +265,7 @@ class Trainer(EpochLoop):
     def trained(self) -> torch.nn.Module:
         return self.model
 
-    def epoch_loader(self, epoch: int) -> DataLoader:
+    def epoch_loader(self, epoch: int) -> Iterable[dict[str, torch.Tensor]]:
         schedule, context = self.config.schedule, self.context
         dataset = FrameDataset(
             self.train_files, self.model_config, seed=self.config.seed,
@@ -275,8 +277,9 @@ class Trainer(EpochLoop):
             len(dataset), schedule.batch_size, self.config.seed, epoch,
             context.rank, context.world_size, start_batch=self.progress.batch_in_epoch,
         )
-        return DataLoader(dataset, batch_size=schedule.batch_size // context.world_size,
-                          sampler=sampler, num_workers=self.config.data.workers)
+        data = self.config.data
+        return epoch_batches(dataset, sampler, schedule.batch_size // context.world_size,
+                             data.workers, data.sample_threads)
 
     def postfix(self, losses: dict[str, float]) -> dict[str, str]:
         return {"loss": f"{losses['loss']:.3f}", "hm": f"{losses['heatmap']:.3f}",
