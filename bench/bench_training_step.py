@@ -49,7 +49,6 @@ def time_block(trainer: Trainer, batches, steps: int) -> list[float]:
     the end of its optimiser step."""
     trainer.progress = Progress(epoch=EPOCH, step=EPOCH * trainer.steps_per_epoch)
     times = []
-    batches = iter(batches)
     start = perf_counter()
     for i, batch in enumerate(islice(batches, steps + 1)):
         trainer.step(batch)

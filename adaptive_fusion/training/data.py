@@ -76,8 +76,8 @@ class ThreadedBatches:
     `threads` threads at once (numpy and OpenCV release the GIL for most of a sample's work).
     Where the training's torch threads already use every core, a loader process beside them
     slows each step by more than it saves. bench/bench_training_step.py, 2 cores, batch 16: the
-    model's step alone 0.66 s; fed by one loader process 0.91 s; samples made one at a time
-    between steps 0.86 s, two threads at once 0.12 s a batch instead of 0.18."""
+    model's step alone 0.66 s; fed by one loader process 0.89 s; samples made between steps one
+    at a time 0.82 s, two at a time 0.75 s."""
 
     def __init__(self, dataset: Dataset, sampler: Sampler[int], batch_size: int, threads: int):
         self.dataset, self.sampler = dataset, sampler
