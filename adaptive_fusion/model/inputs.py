@@ -91,10 +91,13 @@ def lidar_raster(
     cam, points = cam[inside], points[inside]
     pixel = v[inside].astype(np.int64) * w + u[inside].astype(np.int64)
     depth = cam[:, 2]  # camera z, as in the depth image, so both measure the same quantity
-    order = np.argsort(depth, kind="stable")
-    # np.unique keeps the first occurrence: with points sorted by range, the nearest per pixel.
-    pixel, first = np.unique(pixel[order], return_index=True)
-    nearest = order[first]
+    # One sort by pixel, then depth (depth / (2 max + 1) lies in [0, 0.5), under a pixel's
+    # step): each pixel's first point is its nearest. np.unique after an argsort by depth did
+    # the same with two sorts (4.4 against 2.3 ms on 30k random points).
+    order = np.argsort(pixel + depth / (2.0 * depth.max() + 1.0), kind="stable")
+    sorted_pixel = pixel[order]
+    first = np.flatnonzero(np.r_[True, sorted_pixel[1:] != sorted_pixel[:-1]])
+    pixel, nearest = sorted_pixel[first], order[first]
     flat = raster.reshape(4, -1)
     flat[0, pixel] = normalised_log_range(depth[nearest], config.max_depth)
     flat[1, pixel] = points[nearest, 2] / HEIGHT_SCALE
