@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import replace
 
 import numpy as np
-from bench_training_step import loader, time_block
+from bench_training_step import loader, small_config, time_block
 
 from adaptive_fusion.training.config import load_config
 from adaptive_fusion.training.trainer import Trainer
@@ -31,12 +31,10 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     config = load_config(args.config)
-    train, val = config.data.train_seeds[0], config.data.val_seeds[0]
     with tempfile.TemporaryDirectory() as out:
-        data = replace(config.data, cache_dir=f"{out}/cache",
-                       train_seeds=[train, train + args.scenes], val_seeds=[val, val + 1])
+        config = small_config(config, out, args.scenes)
         trainers = {
-            size: Trainer(replace(config, out_dir=f"{out}/b{size}", data=data,
+            size: Trainer(replace(config, out_dir=f"{out}/b{size}",
                                   schedule=replace(config.schedule, batch_size=size)),
                           show_progress=False)
             for size in sizes

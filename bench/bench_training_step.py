@@ -44,6 +44,15 @@ def loader(trainer: Trainer, workers: int, threads: int = 1, init=None):
     return epoch_batches(base.dataset, base.sampler, base.batch_size, 0, threads)
 
 
+def small_config(config, out: str, scenes: int):
+    """`config` on its first `scenes` training scenes and one validation scene, rendered into a
+    cache under `out` and checkpointing there: a bench's trainer, cheap to set up."""
+    train, val = config.data.train_seeds[0], config.data.val_seeds[0]
+    data = replace(config.data, cache_dir=f"{out}/cache",
+                   train_seeds=[train, train + scenes], val_seeds=[val, val + 1])
+    return replace(config, out_dir=out, data=data)
+
+
 def time_block(trainer: Trainer, batches, steps: int) -> list[float]:
     """Seconds per step over `steps` steps after the first, each from the wait for its batch to
     the end of its optimiser step."""
@@ -68,11 +77,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12, help="timed steps per case per round")
     args = parser.parse_args()
     config = load_config(args.config)
-    train, val = config.data.train_seeds[0], config.data.val_seeds[0]
     with tempfile.TemporaryDirectory() as out:
-        data = replace(config.data, cache_dir=f"{out}/cache",
-                       train_seeds=[train, train + args.scenes], val_seeds=[val, val + 1])
-        config = replace(config, out_dir=out, data=data)
+        config = small_config(config, out, args.scenes)
         trainer = Trainer(config, show_progress=False)
         in_memory = next(iter(loader(trainer, 0)))
         cases = {
