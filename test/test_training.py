@@ -324,6 +324,29 @@ def run_trainer(path: Path, resume: bool = False) -> dict:
         trainer.close()
 
 
+def test_train_epochs_stops_validated_part_way_through_the_schedule(tmp_path):
+    path = tiny_config(tmp_path, "part", None)
+    values = yaml.safe_load(path.read_text())
+    values["schedule"]["train_epochs"] = 1  # of tiny.yaml's 2: 8 scenes at batch 4
+    path.write_text(yaml.safe_dump(values))
+    trainer = Trainer(load_config(path), show_progress=False)
+    try:
+        result = trainer.train()
+        learning_rate = trainer.scheduler.get_last_lr()[0]
+    finally:
+        trainer.close()
+    assert result["step"] == 2 and result["metrics"]["val_full_depth"]["mAP"] is not None
+    assert learning_rate > 0  # still on the 2-epoch cosine, which ends at zero
+    last = json.loads((tmp_path / "part" / "last.json").read_text())
+    assert last["training"]["step"] == 2 and last["training"]["epoch"] == 1
+    assert last["metrics"] == result["metrics"]  # the stop's own validation, not an earlier one
+    assert (tmp_path / "part" / "best.safetensors").exists()
+    values["schedule"]["train_epochs"] = 3
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises(ValueError, match="train_epochs must be 1 to epochs"):
+        run_trainer(path, resume=True)
+
+
 def test_tiny_training_learns_checkpoints_and_resumes_exactly(tmp_path):
     straight = tiny_config(tmp_path, "straight", 3)
     first = run_trainer(straight)

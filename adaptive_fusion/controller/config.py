@@ -29,6 +29,7 @@ class ControllerSchedule:
     epoch_steps: int | None = None  # batches per epoch (default: the whole training set)
     checkpoint_minutes: float = 5.0
     eval_every_epochs: int = 1
+    train_epochs: int | None = None  # stop after this many epochs (training/config.py)
     max_steps: int | None = None  # stop early (tests, smoke runs)
 
 

@@ -59,6 +59,9 @@ class ScheduleConfig:
     layerdrop: DropSchedule = field(default_factory=DropSchedule)
     checkpoint_minutes: float = 5.0
     eval_every_epochs: int = 1
+    # Stop, validated and checkpointed, after this many of the schedule's epochs; the learning
+    # rate still decays over all `epochs` (the shipped recipe stops after 7 of 8).
+    train_epochs: int | None = None
     max_steps: int | None = None  # stop early (tests, smoke runs)
 
 

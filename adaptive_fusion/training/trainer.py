@@ -42,9 +42,9 @@ class Progress:
 
 
 def run_identity(config: dict) -> dict:
-    """The settings a resumed run must share with the stopped one: all but max_steps and who
-    makes the batches (the same samples either way)."""
-    return {**config, "schedule": {**config["schedule"], "max_steps": None},
+    """The settings a resumed run must share with the stopped one: all but where it stops and
+    who makes the batches (the same samples either way)."""
+    return {**config, "schedule": {**config["schedule"], "max_steps": None, "train_epochs": None},
             "data": {**config["data"], "workers": None, "sample_threads": None}}
 
 
@@ -128,10 +128,10 @@ def save_training_state(out: Path, optimizer, scheduler, progress: Progress,
 class EpochLoop:
     """The loop both trainers (detector, controller) share: epochs of seeded batches that resume
     mid-epoch, a checkpoint every few minutes and after every epoch, validation every
-    eval_every_epochs, and a stop at max_steps. A subclass provides `config.schedule`,
-    `progress`, `steps_per_epoch`, `show`, `label`, `trained` (the module being trained),
-    `epoch_loader(epoch)`, `step(batch)`, `postfix(losses)`, `save(name, metrics)` and
-    `_evaluate_and_keep_best()`."""
+    eval_every_epochs, and a stop after train_epochs or at max_steps. A subclass provides
+    `config.schedule`, `progress`, `steps_per_epoch`, `show`, `label`, `trained` (the module
+    being trained), `epoch_loader(epoch)`, `step(batch)`, `postfix(losses)`, `save(name,
+    metrics)` and `_evaluate_and_keep_best()`."""
 
     label = "epoch"
 
@@ -141,7 +141,11 @@ class EpochLoop:
         metrics: dict = {}
         losses: dict = {}
         self.trained.train()
-        while progress.epoch < schedule.epochs:
+        stop_epoch = schedule.train_epochs or schedule.epochs
+        if not 1 <= stop_epoch <= schedule.epochs:
+            raise ValueError(f"schedule.train_epochs must be 1 to epochs ({schedule.epochs}), "
+                             f"got {schedule.train_epochs}")
+        while progress.epoch < stop_epoch:
             batches = islice(self.epoch_loader(progress.epoch),
                              self.steps_per_epoch - progress.batch_in_epoch)
             bar = tqdm(batches, desc=f"{self.label} {progress.epoch}", disable=not self.show,
@@ -157,7 +161,7 @@ class EpochLoop:
                     return {"step": progress.step, "losses": losses, "metrics": metrics}
             progress.epoch += 1
             progress.batch_in_epoch = 0
-            last_epoch = progress.epoch == schedule.epochs
+            last_epoch = progress.epoch == stop_epoch
             if progress.epoch % schedule.eval_every_epochs == 0 or last_epoch:
                 metrics = self._evaluate_and_keep_best()
             self.save("last", metrics)
