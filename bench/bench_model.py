@@ -4,6 +4,10 @@ Measures model forward + decode (tokenizers, blocks, fusion, head, decoding and 
 allocation, interleaving the allocations round-robin so that load from other processes hits all
 of them alike; reports median and p95 over many runs, the ratio to full depth, and FLOPs counted
 by torch's FlopCounterMode. Input preparation (resize, lidar projection) is timed separately.
+Hosts differ (the same model and code measured from 23 to 60 ms at full depth on different
+days), so the first line also measures the host: a float32 matmul's GFLOP/s at 1 thread and at
+the bench's threads, alternated, which says how fast its cores are and how well the second one
+adds to the first.
 
     .venv/bin/python bench/bench_model.py [--runs 200] [--threads 2] [--model PATH]
 """
@@ -33,13 +37,27 @@ def build_model(path: str | None) -> tuple[AdaptiveFusionDetector, str]:
     return AdaptiveFusionDetector(ModelConfig()).eval(), "random init, default sizes"
 
 
+def host_matmul_gflops(threads: int, size: int = 512, runs: int = 60) -> dict[int, float]:
+    """GFLOP/s of a float32 size^3 matmul at 1 thread and at `threads`, alternated."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    times: dict[int, list[float]] = {1: [], threads: []}
+    for _ in range(runs):
+        for count in times:
+            torch.set_num_threads(count)
+            start = time.perf_counter()
+            a @ b
+            times[count].append(time.perf_counter() - start)
+    torch.set_num_threads(threads)
+    return {count: 2 * size**3 / np.median(t) / 1e9 for count, t in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    gflops = host_matmul_gflops(args.threads)
     model, source = build_model(args.model)
     config = model.config
     frames = World(WorldConfig()).render(2_000_000)
@@ -70,6 +88,9 @@ def main() -> None:
     full_ms = np.median(times[full]) * 1e3
     print(f"model: {source}; {args.threads} threads; {args.runs} runs per row; "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(f"host: float32 matmul {gflops[1]:.0f} GFLOP/s at 1 thread, "
+          f"{gflops[args.threads]:.0f} at {args.threads} "
+          f"({gflops[args.threads] / gflops[1]:.2f}x)")
     print(f"input preparation (resize, depth pooling, lidar projection): "
           f"median {np.median(prep_times) * 1e3:.2f} ms, p95 "
           f"{np.percentile(prep_times, 95) * 1e3:.2f} ms")
