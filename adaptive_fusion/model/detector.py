@@ -24,11 +24,13 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from .allocation import full_allocation, normalise_allocation
 from .blocks import Block
 from .config import DEPTH_REFERENCES, ModelConfig
 from .inputs import MIN_RANGE
+from .streams import SideBySideStreams, Units, drain
 from .tokenizers import build_tokenizers, raster_stride
 
 REGRESSION_CHANNELS = {"offset": 2, "log_depth": 1, "log_size": 3, "yaw": 2}
@@ -57,14 +59,23 @@ class ModalityStream(nn.Module):
         """Returns (stem features at the head grid, tokens). With `gates` (B, layers), every
         block is computed and its update scaled per sample (for training a controller through
         the frozen model); without, only `blocks` run."""
+        if gates is None:
+            return drain(self.units(raster, blocks))
         features, x = self.stem(raster)
         x = x + self.embed
-        if gates is None:
-            for index in blocks:
-                x = self.blocks[index](x)
-        else:
-            for index, block in enumerate(self.blocks):
-                x = x + gates[:, index].view(-1, 1, 1) * (block(x) - x)
+        for index, block in enumerate(self.blocks):
+            x = x + gates[:, index].view(-1, 1, 1) * (block(x) - x)
+        return features, self.norm(x)
+
+    def units(self, raster: torch.Tensor, blocks: Sequence[int]) -> Units:
+        """forward without gates one unit at a time: the stem, then each block (a yield
+        between them), returning (stem features, tokens); streams.py runs several side by
+        side."""
+        features, x = self.stem(raster)
+        x = x + self.embed
+        for index in blocks:
+            yield
+            x = self.blocks[index](x)
         return features, self.norm(x)
 
 
@@ -227,6 +238,14 @@ class AdaptiveFusionDetector(nn.Module):
         )
         self.norm = nn.LayerNorm(config.dim)
         self.head = DetectionHead(config)
+        self.side_by_side: SideBySideStreams | None = None
+
+    def run_streams_side_by_side(self, workers: int) -> None:
+        """From now on, inference at batch size 1 runs the modality streams side by side on
+        `workers` threads (streams.py); 0 or 1 runs them one after another again."""
+        if self.side_by_side is not None:
+            self.side_by_side.close()
+        self.side_by_side = SideBySideStreams(workers) if workers > 1 else None
 
     def forward(
         self,
@@ -266,10 +285,26 @@ class AdaptiveFusionDetector(nn.Module):
         if allocation is None:
             allocation = full_allocation(config.modalities, config.layers)
         allocation = normalise_allocation(allocation, config.modalities, config.layers)
-        return {name: stream(rasters[name], allocation[name],
-                             None if gates is None else gates.get(name))
-                for name, stream in self.streams.items()
-                if name in rasters and name in allocation}
+        running = [name for name in self.streams if name in rasters and name in allocation]
+        if self._side_by_side_applies(rasters, running, gates):
+            return self.side_by_side.run({
+                name: self.streams[name].units(rasters[name], allocation[name])
+                for name in running})
+        return {name: self.streams[name](rasters[name], allocation[name],
+                                         None if gates is None else gates.get(name))
+                for name in running}
+
+    def _side_by_side_applies(
+        self, rasters: Mapping[str, torch.Tensor], running: Sequence[str],
+        gates: Mapping[str, torch.Tensor] | None,
+    ) -> bool:
+        """Only at batch 1 without autograd (where one intra-op thread per stream pays), on a
+        CPU, and outside a torch dispatch mode such as FlopCounterMode, which is per thread
+        and would not see the workers' operations."""
+        return (self.side_by_side is not None and gates is None and len(running) > 1
+                and not torch.is_grad_enabled() and not is_in_torch_dispatch_mode()
+                and all(rasters[name].shape[0] == 1 and rasters[name].device.type == "cpu"
+                        for name in running))
 
     def fuse_streams(
         self,

@@ -126,6 +126,9 @@ PARAMETERS = (
          "packaged controller", read_only=True),
     Spec("device", "cpu", "torch device for inference", read_only=True),
     Spec("threads", 0, "torch intra-op threads (0 = torch's default)", (0, 256), True),
+    Spec("side_by_side_streams", False, "with more than one thread on a CPU, run the modality "
+         "streams side by side, one per thread (faster where other processes share the cores)",
+         read_only=True),
     Spec("lidar_frame_id", "lidar", "the lidar's frame: the cloud's expected frame_id, and the "
          "detections' frame when the lidar gives none", read_only=True),
     Spec("use_tf", True, "look the lidar->camera transform up on TF where tf2_ros is installed "
@@ -296,7 +299,8 @@ class FusionNode(LifecycleNode):
         except (CheckpointError, ValueError) as error:
             self.get_logger().error(f"cannot use policy {self._param('policy')!r}: {error}")
             return TransitionCallbackReturn.FAILURE
-        self.pipeline = FusionPipeline(model, policy, self._param("device"))
+        self.pipeline = FusionPipeline(model, policy, self._param("device"),
+                                       self._param("side_by_side_streams"))
         self.pipeline.warm_up(blank_frame(self._warm_up_frame()))
         self._reset_state()
         self.pub_detections = self.create_lifecycle_publisher(

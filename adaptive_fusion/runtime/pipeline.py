@@ -3,6 +3,7 @@ blocks run) -> boxes, with the time of every stage and of the blocks themselves.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -36,12 +37,15 @@ class FusionResult:
 
 class BlockTimer:
     """Seconds spent inside the modality blocks of one forward pass, through forward hooks (on
-    CPU every op is synchronous, so wall time between the hooks is the block's time)."""
+    CPU every op is synchronous, so wall time between the hooks is the block's time). With the
+    streams side by side two blocks run at once, each timed in its own thread: `seconds` sums
+    them and `wall_seconds` divides by how many ran at a time."""
 
     def __init__(self, model: AdaptiveFusionDetector):
         self.seconds = 0.0
         self.calls = 0
-        self._start = 0.0
+        self._started = threading.local()
+        self._lock = threading.Lock()
         for stream in model.streams.values():
             for block in stream.blocks:
                 block.register_forward_pre_hook(self._enter)
@@ -50,12 +54,20 @@ class BlockTimer:
     def reset(self) -> None:
         self.seconds, self.calls = 0.0, 0
 
+    def wall_seconds(self, side_by_side: int) -> float:
+        """The blocks' share of the frame's wall time when `side_by_side` streams with blocks
+        shared the workers (1: one after another). An estimate: streams of unequal length
+        overlap less at their end, which the cost model's deviation margin absorbs."""
+        return self.seconds / max(side_by_side, 1)
+
     def _enter(self, *_):
-        self._start = time.perf_counter()
+        self._started.time = time.perf_counter()
 
     def _leave(self, *_):
-        self.seconds += time.perf_counter() - self._start
-        self.calls += 1
+        elapsed = time.perf_counter() - self._started.time
+        with self._lock:
+            self.seconds += elapsed
+            self.calls += 1
 
 
 def measure_quality(frame: SensorFrame) -> dict[str, float]:
@@ -73,8 +85,12 @@ class FusionPipeline:
     """Runs one frame at a time (batch size 1: the only size at which skipping saves time)."""
 
     def __init__(
-        self, model: AdaptiveFusionDetector, policy: AllocationPolicy, device: str = "cpu"
+        self, model: AdaptiveFusionDetector, policy: AllocationPolicy, device: str = "cpu",
+        side_by_side: bool = False,
     ):
+        """side_by_side: on a CPU with more than one torch thread, run the modality streams
+        side by side, one per thread (model/streams.py): faster where other processes share
+        the cores, slower on a quiet host (bench/bench_parallel_streams.py)."""
         self.model = model.eval().to(device)
         self.config = model.config
         self.device = torch.device(device)
@@ -82,6 +98,9 @@ class FusionPipeline:
         self.costs = BlockCosts()
         self.timer = BlockTimer(self.model)
         self.full_blocks = self.config.layers * len(self.config.modalities)
+        workers = min(torch.get_num_threads(), len(self.config.modalities))
+        self.model.run_streams_side_by_side(
+            workers if side_by_side and self.device.type == "cpu" else 0)
 
     def warm_up(self, frame: SensorFrame, frames: int = WARM_UP_FRAMES) -> None:
         """Run the full model a few times so the first real frame is not the slow one and the
@@ -124,13 +143,14 @@ class FusionPipeline:
             else Boxes3D.empty()
         )
         end = time.perf_counter()
-        self.costs.update(self.timer.seconds, self.timer.calls, end - start)
+        block_seconds = self.timer.wall_seconds(self._side_by_side(allocation, rasters))
+        self.costs.update(block_seconds, self.timer.calls, end - start)
         timings = {
             "quality": after_quality - start,
             "prepare": after_inputs - after_quality,
             "allocate": after_allocate - after_inputs,
             "model": after_model - after_allocate,
-            "blocks": self.timer.seconds,
+            "blocks": block_seconds,
             "decode": end - after_model,
             "total": end - start,
         }
@@ -142,6 +162,14 @@ class FusionPipeline:
             budget=budget,
             timings_ms={name: 1000.0 * seconds for name, seconds in timings.items()},
         )
+
+
+    def _side_by_side(self, allocation: Allocation, rasters: dict[str, torch.Tensor]) -> int:
+        """How many streams with blocks ran at a time this frame."""
+        if self.model.side_by_side is None:
+            return 1
+        streams = sum(1 for name in rasters if len(allocation.get(name, ())) > 0)
+        return min(self.model.side_by_side.workers, streams)
 
 
 def blank_frame(frame_like: SensorFrame) -> SensorFrame:
