@@ -4,7 +4,7 @@ what the node adds: transport both ways, decoding, synchronizing, the hand-over 
 publishing), the same at real sensor sizes (640x480 and 1280x720 camera and depth, a 64-beam
 lidar), then a latency budget with and without another process busy on one core.
 
-    .venv/bin/python bench/bench_node.py [--model PATH] [--frames 30] [--threads 2]
+    .venv/bin/python bench/bench_node.py [--model PATH] [--frames 30] [--threads 2] [--side-by-side]
 
 Frames are fed closed-loop (the next set is published once the detections for the previous one
 arrived), so each latency is one frame's, without queueing behind the previous one.
@@ -142,6 +142,8 @@ def main() -> int:
                         "else a random-init model of the default architecture)")  # fmt: skip
     parser.add_argument("--frames", type=int, default=30, help="sets per row")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="the node's side_by_side_streams (and the pipeline's) on")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -164,6 +166,7 @@ def main() -> int:
         parameter_overrides=[
             Parameter("model_path", value=model_path),
             Parameter("threads", value=args.threads),
+            Parameter("side_by_side_streams", value=args.side_by_side),
             Parameter("sensor_timeout", value=30.0),
         ],
     )
@@ -184,10 +187,12 @@ def measure(node, feeder, model_path, frames, args) -> None:
         feeder.one(k)
     model, _ = load_checkpoint(model_path)
     layers = model.config.layers
-    pipeline = FusionPipeline(model, make_policy("quality_weighted", model))
+    pipeline = FusionPipeline(model, make_policy("quality_weighted", model),
+                              side_by_side=args.side_by_side)
     pipeline_ms(pipeline, frames[:2], 1.0)  # warm-up
 
-    print(f"\nend to end over DDS, {args.frames} sets per row, torch threads {args.threads}")
+    print(f"\nend to end over DDS, {args.frames} sets per row, torch threads {args.threads}, "
+          f"streams {'side by side' if args.side_by_side else 'one after another'}")
     print("budget  blocks | e2e p50   p95 | pipeline p50  p95 | node overhead p50 (ms)")
     for budget in (1.0, 0.5, 0.25):
         node.set_parameters([Parameter("compute_budget", value=budget)])
