@@ -163,7 +163,6 @@ class FusionPipeline:
             timings_ms={name: 1000.0 * seconds for name, seconds in timings.items()},
         )
 
-
     def _side_by_side(self, allocation: Allocation, rasters: dict[str, torch.Tensor]) -> int:
         """How many streams with blocks ran at a time this frame."""
         if self.model.side_by_side is None:
