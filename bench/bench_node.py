@@ -4,7 +4,8 @@ what the node adds: transport both ways, decoding, synchronizing, the hand-over 
 publishing), the same at real sensor sizes (640x480 and 1280x720 camera and depth, a 64-beam
 lidar), then a latency budget with and without another process busy on one core.
 
-    .venv/bin/python bench/bench_node.py [--model PATH] [--frames 30] [--threads 2] [--side-by-side]
+    .venv/bin/python bench/bench_node.py [--model PATH] [--frames 30] [--threads 2]
+        [--streams auto|one_after_another|side_by_side]
 
 Frames are fed closed-loop (the next set is published once the detections for the previous one
 arrived), so each latency is one frame's, without queueing behind the previous one.
@@ -13,7 +14,6 @@ arrived), so each latency is one frame's, without queueing behind the previous o
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import tempfile
 import threading
@@ -26,6 +26,7 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
 import torch  # noqa: E402
+from load import start_busy_core  # noqa: E402  (bench/load.py)
 from rclpy.context import Context  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
@@ -45,20 +46,13 @@ from adaptive_fusion.ros.qos import SENSOR_QOS  # noqa: E402
 from adaptive_fusion.ros.sim_sensors import camera_info_msg  # noqa: E402
 from adaptive_fusion.ros.spin import spinning  # noqa: E402
 from adaptive_fusion.runtime import FusionPipeline, SensorFrame, make_policy  # noqa: E402
+from adaptive_fusion.runtime.scheduling import STREAM_SCHEDULING  # noqa: E402
 from adaptive_fusion.world import World, WorldConfig  # noqa: E402
 
 # a Velodyne HDL-64E: 64 beams from +2 to -24.9 degrees, 2048 points per beam and turn (~120k)
 HDL64 = dict(lidar_beams=64, lidar_elevation_min_deg=-24.9, lidar_elevation_max_deg=2.0,
              lidar_azimuth_steps=2048)  # fmt: skip
 REAL_SIZES = ((640, 480), (1280, 720))
-
-
-def busy_core(seconds: float) -> None:
-    """Another process taking one core (bounded in time)."""
-    end = time.monotonic() + seconds
-    x = 0
-    while time.monotonic() < end:
-        x += 1
 
 
 class Feeder:
@@ -142,8 +136,8 @@ def main() -> int:
                         "else a random-init model of the default architecture)")  # fmt: skip
     parser.add_argument("--frames", type=int, default=30, help="sets per row")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
-    parser.add_argument("--side-by-side", action="store_true",
-                        help="the node's side_by_side_streams (and the pipeline's) on")
+    parser.add_argument("--streams", choices=STREAM_SCHEDULING, default="auto",
+                        help="the node's stream_scheduling (and the pipeline's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -166,7 +160,7 @@ def main() -> int:
         parameter_overrides=[
             Parameter("model_path", value=model_path),
             Parameter("threads", value=args.threads),
-            Parameter("side_by_side_streams", value=args.side_by_side),
+            Parameter("stream_scheduling", value=args.streams),
             Parameter("sensor_timeout", value=30.0),
         ],
     )
@@ -188,11 +182,11 @@ def measure(node, feeder, model_path, frames, args) -> None:
     model, _ = load_checkpoint(model_path)
     layers = model.config.layers
     pipeline = FusionPipeline(model, make_policy("quality_weighted", model),
-                              side_by_side=args.side_by_side)
+                              streams=args.streams)
     pipeline_ms(pipeline, frames[:2], 1.0)  # warm-up
 
     print(f"\nend to end over DDS, {args.frames} sets per row, torch threads {args.threads}, "
-          f"streams {'side by side' if args.side_by_side else 'one after another'}")
+          f"streams {args.streams}")
     print("budget  blocks | e2e p50   p95 | pipeline p50  p95 | node overhead p50 (ms)")
     for budget in (1.0, 0.5, 0.25):
         node.set_parameters([Parameter("compute_budget", value=budget)])
@@ -223,10 +217,7 @@ def measure(node, feeder, model_path, frames, args) -> None:
     for load in (False, True):
         hog = None
         if load:
-            hog = multiprocessing.get_context("spawn").Process(
-                target=busy_core, args=(4.0 + 0.5 * args.frames,)
-            )
-            hog.start()
+            hog = start_busy_core(4.0 + 0.5 * args.frames)
             time.sleep(1.0)
         for k in range(10):  # let the measured block costs follow the new load
             feeder.one(k)

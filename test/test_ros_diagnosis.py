@@ -97,7 +97,8 @@ def system(model_path):
 
     def start(**overrides):
         params = dict(model_path=str(model_path), threads=1, diagnostics_period=0.2,
-                      sync_slop=0.02, silence_timeout=1.0, **overrides)  # fmt: skip
+                      sync_slop=0.02, silence_timeout=1.0)  # fmt: skip
+        params.update(overrides)
         fusion = FusionNode(
             context=context,
             parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],
@@ -190,6 +191,27 @@ def test_invalid_qos_override_is_refused():
                 context=context,
                 parameter_overrides=[Parameter("qos.camera.reliability", value="fast")],
             )
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def test_streams_are_scheduled_by_measurement_and_the_evidence_is_in_diagnostics(system):
+    fusion, drivers, diagnostics = system(threads=2)  # stream_scheduling: auto by default
+    _, _, values = diagnostics.wait(
+        "fusion", lambda level, msg, values: "model_ms.side_by_side" in values)
+    assert values["stream_scheduling"] == "auto"
+    assert values["streams_last"] in ("one_after_another", "side_by_side")
+    assert float(values["model_ms.one_after_another"]) > 0
+    assert float(values["model_ms.side_by_side"]) > 0
+
+
+def test_an_unknown_stream_scheduling_is_refused():
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        with pytest.raises(ValueError, match="stream_scheduling: 'parallel' is not one of"):
+            FusionNode(context=context,
+                       parameter_overrides=[Parameter("stream_scheduling", value="parallel")])
     finally:
         rclpy.shutdown(context=context)
 

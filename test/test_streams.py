@@ -120,23 +120,28 @@ def test_workers_run_one_intra_op_thread_and_the_caller_keeps_its_count():
         SideBySideStreams(1)
 
 
-def test_a_pipeline_asked_to_run_its_streams_side_by_side_on_two_threads():
+def test_a_pipeline_runs_its_streams_side_by_side_only_on_more_than_one_thread():
     previous = torch.get_num_threads()
     policy = EqualSplitPolicy(SMALL.modalities, SMALL.layers)
     try:
         torch.set_num_threads(1)
-        single = FusionPipeline(AdaptiveFusionDetector(SMALL), policy, side_by_side=True)
+        single = FusionPipeline(AdaptiveFusionDetector(SMALL), policy, streams="side_by_side")
         torch.set_num_threads(2)
         by_default = FusionPipeline(AdaptiveFusionDetector(SMALL), policy)
-        double = FusionPipeline(AdaptiveFusionDetector(SMALL), policy, side_by_side=True)
-        assert single.model.side_by_side is None and by_default.model.side_by_side is None
-        assert double.model.side_by_side.workers == 2
-        double.model.run_streams_side_by_side(0)
+        double = FusionPipeline(AdaptiveFusionDetector(SMALL), policy, streams="side_by_side")
+        serial = FusionPipeline(AdaptiveFusionDetector(SMALL), policy,
+                                streams="one_after_another")
+        assert (single.stream_scheduling, single.runner) == ("one_after_another", None)
+        assert by_default.stream_scheduling == "auto" and by_default.scheduler is not None
+        assert double.runner.workers == 2 and double.scheduler is None
+        assert serial.runner is None and serial.scheduler is None
+        with pytest.raises(ValueError, match="streams must be one of"):
+            FusionPipeline(AdaptiveFusionDetector(SMALL), policy, streams="parallel")
     finally:
         torch.set_num_threads(previous)
 
 
-def test_a_pipeline_side_by_side_detects_the_same_and_times_its_blocks():
+def test_pipelines_detect_the_same_in_every_stream_mode_and_time_their_blocks():
     frames = World().render(4)
     frame = SensorFrame(image=frames.image, depth=frames.depth, points=frames.points,
                         calib=frames.calib, lidar=frames.lidar)
@@ -147,16 +152,31 @@ def test_a_pipeline_side_by_side_detects_the_same_and_times_its_blocks():
     try:
         torch.set_num_threads(2)
         results = {}
-        for side_by_side in (False, True):
-            pipeline = FusionPipeline(model, policy, side_by_side=side_by_side)
-            results[side_by_side] = pipeline.run(frame, 0.5, score_threshold=0.0)
-            assert pipeline.timer.calls == 6 == results[side_by_side].budget.total_blocks
-            timings = results[side_by_side].timings_ms
+        for streams in ("one_after_another", "side_by_side"):
+            pipeline = FusionPipeline(model, policy, streams=streams)
+            results[streams] = pipeline.run(frame, 0.5, score_threshold=0.0)
+            assert results[streams].streams == streams
+            assert pipeline.timer.calls == 6 == results[streams].budget.total_blocks
+            timings = results[streams].timings_ms
             assert 0 < timings["blocks"] <= timings["model"]
-        one_after_another, side_by_side = results[False].boxes, results[True].boxes
+        one_after_another, side_by_side = (results[mode].boxes for mode in results)
         assert len(side_by_side) == len(one_after_another) > 0
         np.testing.assert_allclose(side_by_side.centers, one_after_another.centers, atol=1e-5)
         np.testing.assert_allclose(side_by_side.scores, one_after_another.scores, atol=1e-6)
+
+        auto = FusionPipeline(model, policy)
+        measure = auto.scheduler.measure_frames
+        modes = [auto.run(frame, 0.5, score_threshold=0.0).streams
+                 for _ in range(2 * measure + 1)]
+        # a new kind of frame measures each mode, then runs the one measured faster
+        assert modes[:-1] == ["one_after_another"] * measure + ["side_by_side"] * measure
+        estimates = auto.scheduler.estimates(3, 6)
+        assert modes[-1] == min(estimates, key=estimates.get)
+        last = auto.run(frame, 0.5, score_threshold=0.0)
+        assert auto.stream_estimates(last) == auto.scheduler.estimates(3, 6)
+        np.testing.assert_allclose(last.boxes.centers, one_after_another.centers, atol=1e-5)
+        lidar_only = SensorFrame(image=None, depth=None, points=frames.points,
+                                 calib=frames.calib, lidar=frames.lidar)
+        assert auto.run(lidar_only, 0.5).streams == "one_after_another"  # one stream
     finally:
-        model.run_streams_side_by_side(0)
         torch.set_num_threads(previous)

@@ -90,6 +90,7 @@ from adaptive_fusion.runtime import (
 )
 from adaptive_fusion.runtime.frame import check_depth, check_image
 from adaptive_fusion.runtime.overlay import draw_overlay
+from adaptive_fusion.runtime.scheduling import STREAM_SCHEDULING
 from adaptive_fusion.world import WorldConfig
 from adaptive_fusion.world.frames import MODALITIES, Calibration, LidarModel
 from adaptive_fusion.world.rig import make_calibration
@@ -126,9 +127,10 @@ PARAMETERS = (
          "packaged controller", read_only=True),
     Spec("device", "cpu", "torch device for inference", read_only=True),
     Spec("threads", 0, "torch intra-op threads (0 = torch's default)", (0, 256), True),
-    Spec("side_by_side_streams", False, "with more than one thread on a CPU, run the modality "
-         "streams side by side, one per thread (faster where other processes share the cores)",
-         read_only=True),
+    Spec("stream_scheduling", "auto", "with more than one thread on a CPU: run the modality "
+         "streams one_after_another, side_by_side (one per thread; faster where other "
+         "processes share the cores), or auto (whichever the frames measure faster)",
+         read_only=True, choices=STREAM_SCHEDULING),
     Spec("lidar_frame_id", "lidar", "the lidar's frame: the cloud's expected frame_id, and the "
          "detections' frame when the lidar gives none", read_only=True),
     Spec("use_tf", True, "look the lidar->camera transform up on TF where tf2_ros is installed "
@@ -300,7 +302,7 @@ class FusionNode(LifecycleNode):
             self.get_logger().error(f"cannot use policy {self._param('policy')!r}: {error}")
             return TransitionCallbackReturn.FAILURE
         self.pipeline = FusionPipeline(model, policy, self._param("device"),
-                                       self._param("side_by_side_streams"))
+                                       self._param("stream_scheduling"))
         self.pipeline.warm_up(blank_frame(self._warm_up_frame()))
         self._reset_state()
         self.pub_detections = self.create_lifecycle_publisher(
@@ -656,6 +658,11 @@ class FusionNode(LifecycleNode):
             "stamp_to_output_ms_mean": float(np.mean(age)),
             "block_cost_ms": 1e3 * (costs.block_s or math.nan),
             "frame_overhead_ms": 1e3 * (costs.overhead_s or math.nan),
+            "stream_scheduling": self.pipeline.stream_scheduling,
+            "streams_last": result.streams if result else "none",
+            **({f"model_ms.{mode}": 1e3 * seconds
+                for mode, seconds in self.pipeline.stream_estimates(result).items()}
+               if result else {}),
             "detections_last": len(result.boxes) if result else 0,
             **_prefixed("errors.set.", self.errors["set"]),
             **_prefixed("errors.compute_budget.", self.errors["compute_budget"]),

@@ -10,14 +10,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from adaptive_fusion.model.allocation import Allocation
+from adaptive_fusion.model.allocation import Allocation, blocks_run
 from adaptive_fusion.model.coding import Boxes3D, decode
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.model.inputs import prepare_inputs
+from adaptive_fusion.model.streams import SideBySideStreams
 from adaptive_fusion.quality import camera_quality, depth_quality, lidar_quality
 from adaptive_fusion.runtime.budget import BlockCosts, BudgetDecision, resolve_budget
 from adaptive_fusion.runtime.frame import SensorFrame, check_frame
 from adaptive_fusion.runtime.policy import AllocationPolicy
+from adaptive_fusion.runtime.scheduling import STREAM_SCHEDULING, StreamScheduler
 
 WARM_UP_FRAMES = 3
 
@@ -30,6 +32,7 @@ class FusionResult:
     live: tuple[str, ...]
     budget: BudgetDecision
     timings_ms: dict[str, float] = field(default_factory=dict)
+    streams: str = "one_after_another"  # how the modality streams ran (runtime/scheduling.py)
 
     def layers(self, modalities) -> dict[str, int]:
         return {name: len(self.allocation.get(name, ())) for name in modalities}
@@ -86,11 +89,15 @@ class FusionPipeline:
 
     def __init__(
         self, model: AdaptiveFusionDetector, policy: AllocationPolicy, device: str = "cpu",
-        side_by_side: bool = False,
+        streams: str = "auto",
     ):
-        """side_by_side: on a CPU with more than one torch thread, run the modality streams
-        side by side, one per thread (model/streams.py): faster where other processes share
-        the cores, slower on a quiet host (bench/bench_parallel_streams.py)."""
+        """streams: how the modality streams run on a CPU with more than one torch thread:
+        "one_after_another" (each at all threads), "side_by_side" (one per thread,
+        model/streams.py: faster where other processes share the cores, slower on a quiet
+        host), or "auto", whichever the frames measure faster (runtime/scheduling.py). With
+        one thread or on a GPU they always run one after another."""
+        if streams not in STREAM_SCHEDULING:
+            raise ValueError(f"streams must be one of {STREAM_SCHEDULING}, got {streams!r}")
         self.model = model.eval().to(device)
         self.config = model.config
         self.device = torch.device(device)
@@ -99,8 +106,12 @@ class FusionPipeline:
         self.timer = BlockTimer(self.model)
         self.full_blocks = self.config.layers * len(self.config.modalities)
         workers = min(torch.get_num_threads(), len(self.config.modalities))
-        self.model.run_streams_side_by_side(
-            workers if side_by_side and self.device.type == "cpu" else 0)
+        can_run_side_by_side = workers > 1 and self.device.type == "cpu"
+        self.stream_scheduling = streams if can_run_side_by_side else "one_after_another"
+        self.runner = (SideBySideStreams(workers)
+                       if self.stream_scheduling != "one_after_another" else None)
+        self.scheduler = StreamScheduler() if self.stream_scheduling == "auto" else None
+        self.model.side_by_side = None
 
     def warm_up(self, frame: SensorFrame, frames: int = WARM_UP_FRAMES) -> None:
         """Run the full model a few times so the first real frame is not the slow one and the
@@ -131,11 +142,16 @@ class FusionPipeline:
             for name, raster in inputs.rasters.items()
             if name in allocation
         }
+        running, blocks = self._streams_with_blocks(allocation, rasters), blocks_run(allocation)
+        mode = self._mode(running, blocks)
+        self.model.side_by_side = self.runner if mode == "side_by_side" else None
         after_allocate = time.perf_counter()
         self.timer.reset()
         with torch.inference_mode():
             outputs = self.model(rasters, allocation) if rasters else None
         after_model = time.perf_counter()
+        if self.scheduler is not None and running > 1:
+            self.scheduler.record(running, blocks, mode, after_model - after_allocate)
         boxes = (
             decode(outputs, inputs.K, inputs.T_cam_lidar, self.config, max_detections,
                    score_threshold)
@@ -143,7 +159,8 @@ class FusionPipeline:
             else Boxes3D.empty()
         )
         end = time.perf_counter()
-        block_seconds = self.timer.wall_seconds(self._side_by_side(allocation, rasters))
+        block_seconds = self.timer.wall_seconds(
+            min(self.runner.workers, running) if mode == "side_by_side" else 1)
         self.costs.update(block_seconds, self.timer.calls, end - start)
         timings = {
             "quality": after_quality - start,
@@ -161,14 +178,28 @@ class FusionPipeline:
             live=live,
             budget=budget,
             timings_ms={name: 1000.0 * seconds for name, seconds in timings.items()},
+            streams=mode,
         )
 
-    def _side_by_side(self, allocation: Allocation, rasters: dict[str, torch.Tensor]) -> int:
-        """How many streams with blocks ran at a time this frame."""
-        if self.model.side_by_side is None:
-            return 1
-        streams = sum(1 for name in rasters if len(allocation.get(name, ())) > 0)
-        return min(self.model.side_by_side.workers, streams)
+    def stream_estimates(self, result: FusionResult) -> dict[str, float]:
+        """With "auto": the model's seconds in each mode measured for frames like `result`'s
+        (the evidence of the choice); otherwise nothing."""
+        if self.scheduler is None:
+            return {}
+        counts = [len(blocks) for blocks in result.allocation.values() if len(blocks)]
+        return self.scheduler.estimates(len(counts), sum(counts))
+
+    def _mode(self, running: int, blocks: int) -> str:
+        """How this frame's streams run: side by side needs two streams with blocks."""
+        if running < 2 or self.stream_scheduling == "one_after_another":
+            return "one_after_another"
+        if self.scheduler is not None:
+            return self.scheduler.choose(running, blocks)
+        return self.stream_scheduling
+
+    @staticmethod
+    def _streams_with_blocks(allocation: Allocation, rasters: dict[str, torch.Tensor]) -> int:
+        return sum(1 for name in rasters if len(allocation.get(name, ())) > 0)
 
 
 def blank_frame(frame_like: SensorFrame) -> SensorFrame:
