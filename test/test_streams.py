@@ -67,8 +67,10 @@ def test_blocks_run_on_the_workers_only_at_batch_one_without_autograd(detector):
         no_grad = threads_running_blocks(detector, lambda: detector(one))
     autograd = threads_running_blocks(detector, lambda: detector(one))
     main = threading.current_thread().name
-    assert len(workers) == 2 and all(name.startswith("fusion-stream") for name in workers)
-    assert len(no_grad) == 2 and main not in no_grad
+    # which of the two workers takes a unit is the pool's race: a worker that finishes first
+    # may take the next one too, so only "on the workers, not the caller" is certain
+    for names in (workers, no_grad):
+        assert names and all(name.startswith("fusion-stream") for name in names), names
     assert batched == {main} and autograd == {main}
 
 
