@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from load import start_busy_core
 
-from adaptive_fusion.model.allocation import blocks_run, normalise_allocation
+from adaptive_fusion.model.allocation import normalise_allocation
 from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, load_checkpoint
 from adaptive_fusion.model.coding import decode
 from adaptive_fusion.model.inputs import prepare_inputs
 from adaptive_fusion.model.streams import SideBySideStreams
-from adaptive_fusion.runtime.scheduling import StreamScheduler
+from adaptive_fusion.runtime.scheduling import StreamScheduler, frame_kind
 from adaptive_fusion.world.config import WorldConfig
 from adaptive_fusion.world.world import World
 
@@ -45,7 +45,7 @@ def measure(model, inputs, batch, counts, runs: int) -> tuple[dict, dict, dict]:
             for k in counts:
                 allocation = normalise_allocation({m: k for m in config.modalities},
                                                   config.modalities, config.layers)
-                kind = (len(allocation), blocks_run(allocation))
+                kind = frame_kind(allocation)
                 for mode in MODES:
                     run = scheduler.choose(*kind) if mode == "auto" else mode
                     model.side_by_side = runner if run == "side_by_side" else None

@@ -29,7 +29,8 @@ def detector():
     torch.manual_seed(0)
     model = AdaptiveFusionDetector(SMALL).eval()
     yield model
-    model.run_streams_side_by_side(0)
+    if model.side_by_side is not None:
+        model.side_by_side.close()
 
 
 def threads_running_blocks(model: AdaptiveFusionDetector, call) -> set[str]:
@@ -50,7 +51,7 @@ def test_side_by_side_gives_the_outputs_of_one_after_another(detector, allocatio
     rasters = random_rasters(SMALL, seed=3)
     with torch.inference_mode():
         expected = detector(rasters, allocation)
-        detector.run_streams_side_by_side(2)
+        detector.side_by_side = SideBySideStreams(2)
         got = detector(rasters, allocation)
     assert got.keys() == expected.keys()
     for key in expected:
@@ -58,7 +59,7 @@ def test_side_by_side_gives_the_outputs_of_one_after_another(detector, allocatio
 
 
 def test_blocks_run_on_the_workers_only_at_batch_one_without_autograd(detector):
-    detector.run_streams_side_by_side(2)
+    detector.side_by_side = SideBySideStreams(2)
     one, two = random_rasters(SMALL, batch=1), random_rasters(SMALL, batch=2)
     with torch.inference_mode():
         workers = threads_running_blocks(detector, lambda: detector(one))
@@ -83,12 +84,12 @@ def test_flop_counting_sees_every_block_with_the_streams_side_by_side(detector):
         return counter.get_total_flops()
 
     one_after_another = flops()
-    detector.run_streams_side_by_side(2)
+    detector.side_by_side = SideBySideStreams(2)
     assert flops() == one_after_another
 
 
 def test_a_stream_error_is_raised_in_the_caller_and_the_workers_go_on(detector):
-    detector.run_streams_side_by_side(2)
+    detector.side_by_side = SideBySideStreams(2)
     rasters = random_rasters(SMALL)
     broken = dict(rasters, camera=rasters["camera"][:, :2])  # 2 channels where 3 are expected
     with torch.inference_mode():

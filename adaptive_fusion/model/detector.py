@@ -238,14 +238,9 @@ class AdaptiveFusionDetector(nn.Module):
         )
         self.norm = nn.LayerNorm(config.dim)
         self.head = DetectionHead(config)
+        # Set to a runner (streams.py) to run the modality streams side by side where that
+        # applies (_side_by_side_applies); FusionPipeline sets it frame by frame.
         self.side_by_side: SideBySideStreams | None = None
-
-    def run_streams_side_by_side(self, workers: int) -> None:
-        """From now on, inference at batch size 1 runs the modality streams side by side on
-        `workers` threads (streams.py); 0 or 1 runs them one after another again."""
-        if self.side_by_side is not None:
-            self.side_by_side.close()
-        self.side_by_side = SideBySideStreams(workers) if workers > 1 else None
 
     def forward(
         self,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from adaptive_fusion.model.allocation import Allocation, blocks_run
+from adaptive_fusion.model.allocation import Allocation
 from adaptive_fusion.model.coding import Boxes3D, decode
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.model.inputs import prepare_inputs
@@ -19,7 +19,7 @@ from adaptive_fusion.quality import camera_quality, depth_quality, lidar_quality
 from adaptive_fusion.runtime.budget import BlockCosts, BudgetDecision, resolve_budget
 from adaptive_fusion.runtime.frame import SensorFrame, check_frame
 from adaptive_fusion.runtime.policy import AllocationPolicy
-from adaptive_fusion.runtime.scheduling import STREAM_SCHEDULING, StreamScheduler
+from adaptive_fusion.runtime.scheduling import STREAM_SCHEDULING, StreamScheduler, frame_kind
 
 WARM_UP_FRAMES = 3
 
@@ -142,7 +142,7 @@ class FusionPipeline:
             for name, raster in inputs.rasters.items()
             if name in allocation
         }
-        running, blocks = self._streams_with_blocks(allocation, rasters), blocks_run(allocation)
+        running, blocks = frame_kind(allocation)
         mode = self._mode(running, blocks)
         self.model.side_by_side = self.runner if mode == "side_by_side" else None
         after_allocate = time.perf_counter()
@@ -186,8 +186,7 @@ class FusionPipeline:
         (the evidence of the choice); otherwise nothing."""
         if self.scheduler is None:
             return {}
-        counts = [len(blocks) for blocks in result.allocation.values() if len(blocks)]
-        return self.scheduler.estimates(len(counts), sum(counts))
+        return self.scheduler.estimates(*frame_kind(result.allocation))
 
     def _mode(self, running: int, blocks: int) -> str:
         """How this frame's streams run: side by side needs two streams with blocks."""
@@ -196,10 +195,6 @@ class FusionPipeline:
         if self.scheduler is not None:
             return self.scheduler.choose(running, blocks)
         return self.stream_scheduling
-
-    @staticmethod
-    def _streams_with_blocks(allocation: Allocation, rasters: dict[str, torch.Tensor]) -> int:
-        return sum(1 for name in rasters if len(allocation.get(name, ())) > 0)
 
 
 def blank_frame(frame_like: SensorFrame) -> SensorFrame:

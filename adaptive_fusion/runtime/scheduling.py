@@ -15,6 +15,7 @@ and the modes can differ by less. A mode not yet measured for a kind of frame ru
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +31,12 @@ WINDOW = 8  # recent times kept per mode
 class ModeTimes:
     seconds: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
     age: int = 0  # frames of its kind since this mode last ran
+
+
+def frame_kind(allocation: Mapping[str, Sequence[int]]) -> tuple[int, int]:
+    """(streams with blocks, blocks in all): the kind of frame the scheduler keeps times for."""
+    counts = [len(blocks) for blocks in allocation.values() if len(blocks)]
+    return len(counts), sum(counts)
 
 
 class StreamScheduler:
