@@ -4,7 +4,7 @@ VENV ?= .venv
 STAMP := $(VENV)/.installed
 SETUP_INPUTS := requirements.txt constraints.txt setup.py setup.cfg \
 	scripts/setup_env.sh scripts/build_vision_msgs.sh \
-	$(shell find scripts/interfaces -type f)
+	$(shell find scripts/third_party_interfaces -type f)
 
 .PHONY: setup test lint demo clean-venv
 

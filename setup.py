@@ -42,7 +42,7 @@ setup(
         "console_scripts": [
             "adaptive-fusion = adaptive_fusion.cli.main:main",
             "fusion_node = adaptive_fusion.ros.fusion_node:main",
-            "sim_sensors = adaptive_fusion.ros.sim_sensors:main",
+            "sim_sensors = adaptive_fusion.sim.sensors_node:main",
         ],
     },
 )

@@ -19,14 +19,14 @@ import time
 import numpy as np
 import torch
 
-from adaptive_fusion.evaluation.runner import count_flops
+from adaptive_fusion.lab.evaluation.runner import count_flops
 from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, load_checkpoint
 from adaptive_fusion.model.coding import decode
 from adaptive_fusion.model.config import ModelConfig
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.model.inputs import prepare_inputs
-from adaptive_fusion.world.config import WorldConfig
-from adaptive_fusion.world.world import World
+from adaptive_fusion.sim.config import WorldConfig
+from adaptive_fusion.sim.world import World
 
 
 def build_model(path: str | None) -> tuple[AdaptiveFusionDetector, str]:

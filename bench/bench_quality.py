@@ -30,9 +30,10 @@ from tqdm import tqdm  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from adaptive_fusion.core.frames import CORRUPTIONS, MODALITIES  # noqa: E402
 from adaptive_fusion.quality import camera_quality, depth_quality, lidar_quality, measure  # noqa: E402
-from adaptive_fusion.world import MODALITIES, World, WorldConfig  # noqa: E402
-from adaptive_fusion.world.corruptions import CORRUPTIONS, SCENE_EVENTS, corrupt  # noqa: E402
+from adaptive_fusion.sim import World, WorldConfig  # noqa: E402
+from adaptive_fusion.sim.corruptions import SCENE_EVENTS, corrupt  # noqa: E402
 
 TARGET_OWN, TARGET_OTHER = 0.9, 0.2
 

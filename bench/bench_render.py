@@ -26,8 +26,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adaptive_fusion.world import World, WorldConfig  # noqa: E402
-from adaptive_fusion.world.scene import sample_scene  # noqa: E402
+from adaptive_fusion.sim import World, WorldConfig  # noqa: E402
+from adaptive_fusion.sim.scene import sample_scene  # noqa: E402
 
 TARGET_FPS = 20.0
 

@@ -7,7 +7,7 @@ scenario drops the lidar input, so the other queues fill up to queue_size.
     .venv/bin/python bench/bench_sync.py --seconds 120 --json out.json
 
 Each row also checks that the emitted sets equal those of the reference policy
-(adaptive_fusion/sync/reference.py: upstream message_filters' algorithm written out, with
+(test/sync_reference.py, the tests' oracle: upstream message_filters' algorithm written out, with
 `<= slop`), run on the same workload, and times that reference alongside (reading stamps
 from the same messages, but without the filter dispatch, lock and drop accounting). For scale,
 upstream's own Python synchronizer manages about 17,800 / 2,700 / 770 msg/s here (issue #2);
@@ -23,9 +23,11 @@ from pathlib import Path
 from sensor_msgs.msg import Image, PointCloud2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))  # sync_reference
+
+from sync_reference import ReferencePolicy, jittered_workload  # noqa: E402
 
 from adaptive_fusion.sync import ApproximateTimeSynchronizer, SimpleFilter, stamp_ns  # noqa: E402
-from adaptive_fusion.sync.reference import ReferencePolicy, jittered_workload  # noqa: E402
 
 RATES_HZ = (30.0, 15.0, 10.0)
 MESSAGE_TYPES = (Image, Image, PointCloud2)  # camera, depth, lidar; empty payloads

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the vision_msgs interfaces in scripts/interfaces/vision_msgs with the rosidl toolchain
+# Builds the vision_msgs interfaces in scripts/third_party_interfaces/vision_msgs with the rosidl toolchain
 # from PyPI and installs them into the venv prefix, next to the ROS wheels' own messages: the
 # libraries land in <venv>/lib and the Python package in site-packages, which the venv python
 # already finds (ros_wheels_bootstrapper puts <venv>/lib on LD_LIBRARY_PATH), so no extra
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=$(cd "${VENV:-.venv}" && pwd)
 PY="$VENV/bin/python"
-SRC="$PWD/scripts/interfaces/vision_msgs"
+SRC="$PWD/scripts/third_party_interfaces/vision_msgs"
 STAMP="$VENV/share/vision_msgs/built_from.sha256"
 
 source_hash() {

@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adaptive_fusion.evaluation.breakdown import (
+from adaptive_fusion.core.boxes import Boxes3D
+from adaptive_fusion.lab.evaluation.breakdown import (
     BandError,
     Bands,
     box_errors,
     breakdown,
 )
-from adaptive_fusion.evaluation.metrics import evaluate_detections, hit_table
-from adaptive_fusion.evaluation.runner import DetectedFrames
-from adaptive_fusion.model.coding import Boxes3D
+from adaptive_fusion.lab.evaluation.metrics import evaluate_detections, hit_table
+from adaptive_fusion.lab.evaluation.runner import DetectedFrames
 
 CLASSES = ("car", "pedestrian", "cyclist")
 ORIGIN = np.zeros(3)
@@ -201,8 +201,8 @@ def test_breakdown_mean_ap_matches_the_plain_metric():
 
 
 def test_detect_frames_carries_visibility_viewpoint_and_lidar_returns(model_path):
-    from adaptive_fusion.evaluation.report import render_test_set
-    from adaptive_fusion.evaluation.runner import (
+    from adaptive_fusion.lab.evaluation.report import render_test_set
+    from adaptive_fusion.lab.evaluation.runner import (
         detect_frames,
         evaluated_objects,
         evaluation_truth,

@@ -6,9 +6,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from adaptive_fusion.world import World
-from adaptive_fusion.world.corruptions import (
-    CORRUPTIONS,
+from adaptive_fusion.core.frames import CORRUPTIONS
+from adaptive_fusion.sim import World
+from adaptive_fusion.sim.corruptions import (
     SCENE_EVENTS,
     CorruptionError,
     corrupt,

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from adaptive_fusion.cli.main import main
-from adaptive_fusion.world import World
-from adaptive_fusion.world.dataset import (
+from adaptive_fusion.sim import World
+from adaptive_fusion.sim.dataset import (
     DatasetError,
     KittiDataset,
     read_meta,
     write_frameset,
     write_meta,
 )
-from adaptive_fusion.world.generate import generate_dataset
+from adaptive_fusion.sim.generate import generate_dataset
 
 # calibration of KITTI object frame 000000 (camera 2 has an offset; R0_rect is not identity)
 KITTI_CALIB = """P0: 7.215377e+02 0.000000e+00 6.095593e+02 0.000000e+00 0.000000e+00 7.215377e+02 1.728540e+02 0.000000e+00 0.000000e+00 0.000000e+00 1.000000e+00 0.000000e+00

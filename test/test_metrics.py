@@ -5,14 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from adaptive_fusion.evaluation.metrics import (
+from adaptive_fusion.core.boxes import Boxes3D
+from adaptive_fusion.lab.evaluation.metrics import (
     assign_frame,
     average_precision,
     evaluate_detections,
     match_frame,
     ranked_hits,
 )
-from adaptive_fusion.model.coding import Boxes3D
 
 CLASSES = ("car", "pedestrian", "cyclist")
 

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from adaptive_fusion.evaluation.protocol import check_protocol, nuscenes_view
-from adaptive_fusion.evaluation.runner import DetectedFrames, lidar_points_in_boxes
-from adaptive_fusion.model.coding import Boxes3D
+from adaptive_fusion.core.boxes import Boxes3D
+from adaptive_fusion.lab.evaluation.protocol import check_protocol, nuscenes_view
+from adaptive_fusion.lab.evaluation.runner import DetectedFrames, lidar_points_in_boxes
 
 CLASSES = ("car", "pedestrian", "cyclist")
 

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from adaptive_fusion.core.frames import CORRUPTIONS, Calibration, FrameSet, LidarModel, Objects
 from adaptive_fusion.quality import (
     ModalityQuality,
     camera_quality,
@@ -18,8 +19,8 @@ from adaptive_fusion.quality import (
 from adaptive_fusion.quality.camera import ImageError
 from adaptive_fusion.quality.depth import DepthError
 from adaptive_fusion.quality.lidar import CloudError
-from adaptive_fusion.world import Calibration, FrameSet, LidarModel, Objects, World
-from adaptive_fusion.world.corruptions import CORRUPTIONS, SCENE_EVENTS, corrupt
+from adaptive_fusion.sim import World
+from adaptive_fusion.sim.corruptions import SCENE_EVENTS, corrupt
 
 H, W, F = 240, 320, 200.0
 K = np.array([[F, 0, W / 2], [0, F, H / 2], [0, 0, 1.0]])

@@ -21,9 +21,9 @@ from adaptive_fusion.ros.conversions import (
 )
 from adaptive_fusion.ros.messages import detections_to_boxes
 from adaptive_fusion.ros.qos import LATCHED_QOS, SENSOR_QOS
-from adaptive_fusion.ros.sim_sensors import SimSensors
 from adaptive_fusion.ros.spin import spinning
-from adaptive_fusion.world import World
+from adaptive_fusion.sim import World
+from adaptive_fusion.sim.sensors_node import SimSensors
 
 SCENARIO = """
 events:

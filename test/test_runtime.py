@@ -5,30 +5,29 @@ import numpy as np
 import pytest
 import torch
 
-from adaptive_fusion.controller.checkpoint import save_controller
-from adaptive_fusion.controller.network import ControllerConfig, LayerController
+from adaptive_fusion.core.boxes import Boxes3D
+from adaptive_fusion.core.errors import BudgetError
+from adaptive_fusion.core.frames import MODALITIES
 from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint
-from adaptive_fusion.model.coding import Boxes3D
 from adaptive_fusion.model.config import ModelConfig
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.model.inputs import prepare_inputs
+from adaptive_fusion.policies.checkpoint import save_controller
+from adaptive_fusion.policies.network import ControllerConfig, LayerController
+from adaptive_fusion.policies.registry import EqualSplitPolicy, QualityWeightedPolicy, make_policy
 from adaptive_fusion.runtime import (
     BlockCosts,
-    BudgetError,
-    EqualSplitPolicy,
     FusionPipeline,
     InputError,
-    QualityWeightedPolicy,
     SensorFrame,
     blank_frame,
-    make_policy,
     resolve_budget,
 )
 from adaptive_fusion.runtime.overlay import draw_overlay
-from adaptive_fusion.runtime.scenario import Scenario, ScenarioError
-from adaptive_fusion.runtime.simulation import MovingWorld
-from adaptive_fusion.world import MODALITIES, World
-from adaptive_fusion.world.corruptions import corrupt
+from adaptive_fusion.sim import World
+from adaptive_fusion.sim.corruptions import corrupt
+from adaptive_fusion.sim.moving_world import MovingWorld
+from adaptive_fusion.sim.scenario import Scenario, ScenarioError
 
 SMALL = ModelConfig(dim=32, heads=2, layers=4)
 

@@ -11,10 +11,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.model.streams import SideBySideStreams
+from adaptive_fusion.policies.registry import EqualSplitPolicy
 from adaptive_fusion.runtime.frame import SensorFrame
 from adaptive_fusion.runtime.pipeline import FusionPipeline
-from adaptive_fusion.runtime.policy import EqualSplitPolicy
-from adaptive_fusion.world.world import World
+from adaptive_fusion.sim.world import World
 
 ALLOCATIONS = [
     None,  # every block of every modality

@@ -8,15 +8,16 @@ import pytest
 import torch
 
 from adaptive_fusion.cli.main import main
-from adaptive_fusion.controller.checkpoint import save_controller
-from adaptive_fusion.controller.costs import CostTable
-from adaptive_fusion.controller.network import ControllerConfig, LayerController
-from adaptive_fusion.evaluation.report import MIXED, parse_conditions
-from adaptive_fusion.evaluation.sweep import live_modalities
+from adaptive_fusion.core.frames import CORRUPTIONS
+from adaptive_fusion.lab.evaluation.report import MIXED, parse_conditions
+from adaptive_fusion.lab.evaluation.sweep import live_modalities
 from adaptive_fusion.model.checkpoint import load_checkpoint
-from adaptive_fusion.world.config import WorldConfig
-from adaptive_fusion.world.corruptions import CORRUPTIONS, corrupt
-from adaptive_fusion.world.world import World
+from adaptive_fusion.policies.checkpoint import save_controller
+from adaptive_fusion.policies.costs import CostTable
+from adaptive_fusion.policies.network import ControllerConfig, LayerController
+from adaptive_fusion.sim.config import WorldConfig
+from adaptive_fusion.sim.corruptions import corrupt
+from adaptive_fusion.sim.world import World
 
 torch.set_num_threads(1)
 METHODS = "full,equal_split,modality_selection,random,oracle,controller"

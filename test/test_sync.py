@@ -7,6 +7,7 @@ import threading
 from types import SimpleNamespace
 
 import pytest
+from sync_reference import ReferencePolicy, jittered_workload
 
 from adaptive_fusion.sync import (
     DUPLICATE,
@@ -18,7 +19,6 @@ from adaptive_fusion.sync import (
     SimpleFilter,
     TimeSynchronizer,
 )
-from adaptive_fusion.sync.reference import ReferencePolicy, jittered_workload
 
 MS = 1_000_000
 

@@ -14,12 +14,12 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from adaptive_fusion.training.augment import CorruptionSampler, mirror
-from adaptive_fusion.training.cache import MANIFEST, build_cache, frame_path
-from adaptive_fusion.training.config import ConfigError, load_config
-from adaptive_fusion.training.distributed import EpochSampler
-from adaptive_fusion.training.layerdrop import DropSchedule
-from adaptive_fusion.training.loss import (
+from adaptive_fusion.lab.training.augment import CorruptionSampler, mirror
+from adaptive_fusion.lab.training.cache import MANIFEST, build_cache, frame_path
+from adaptive_fusion.lab.training.config import ConfigError, load_config
+from adaptive_fusion.lab.training.distributed import EpochSampler
+from adaptive_fusion.lab.training.layerdrop import DropSchedule
+from adaptive_fusion.lab.training.loss import (
     depth_reference_choice,
     depth_scale_loss,
     detection_loss,
@@ -27,10 +27,10 @@ from adaptive_fusion.training.loss import (
     per_sample_detection_loss,
     training_loss,
 )
-from adaptive_fusion.training.precision import cpu_has_native_bf16, use_bf16
-from adaptive_fusion.training.trainer import ResumeError, Trainer
-from adaptive_fusion.world.config import WorldConfig
-from adaptive_fusion.world.world import World
+from adaptive_fusion.lab.training.precision import cpu_has_native_bf16, use_bf16
+from adaptive_fusion.lab.training.trainer import ResumeError, Trainer
+from adaptive_fusion.sim.config import WorldConfig
+from adaptive_fusion.sim.world import World
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "config" / "training" / "tiny.yaml"

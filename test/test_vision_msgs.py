@@ -1,4 +1,5 @@
-"""vision_msgs as the set-up provides it (built from scripts/interfaces, or a ROS 2 distribution's)
+"""vision_msgs as the set-up provides it (built from scripts/third_party_interfaces, or a ROS 2
+distribution's)
 is the real ROS 2 vision_msgs 4.x: same type hashes on the wire, and a Detection3DArray survives a
 publish/subscribe round trip over DDS, in one process and across two."""
 

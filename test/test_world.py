@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from adaptive_fusion.world import CLASSES, FrameSet, Objects, World, WorldConfig
-from adaptive_fusion.world.primitives import PrimitiveList
-from adaptive_fusion.world.scene import SIZE_MAX, SIZE_MIN, Scene
-from adaptive_fusion.world.world import emitter_shadow
+from adaptive_fusion.core.frames import CLASSES, FrameSet, Objects
+from adaptive_fusion.sim import World, WorldConfig
+from adaptive_fusion.sim.primitives import PrimitiveList
+from adaptive_fusion.sim.scene import SIZE_MAX, SIZE_MIN, Scene
+from adaptive_fusion.sim.world import emitter_shadow
 
 SEEDS = range(12)
 

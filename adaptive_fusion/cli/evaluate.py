@@ -10,7 +10,7 @@ combination, (layers + 1)^3 per scene and condition (several seconds each on one
 the sweep's time. With --breakdown (one allocation) it also says why mAP is what it is: AP per
 distance and visibility band, what class confusion costs, and the radial/lateral, yaw and size
 errors of the true positives (evaluation/breakdown.py), in the JSON, the text and a second PNG
-<plot stem>_breakdown.png. The issue-5 table:
+<plot stem>_breakdown.png. The sweep table of docs/model.md:
 
   adaptive-fusion evaluate --methods full,equal_split,modality_selection,random,oracle,controller
       --budgets 0.125,0.25,0.5,0.75,1 --conditions clean,single,mixed,dead --severities 1
@@ -95,22 +95,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _test_scenes(args: argparse.Namespace):
-    from adaptive_fusion.evaluation.report import TEST_FIRST_SEED, render_test_set
+    from adaptive_fusion.lab.evaluation.report import TEST_FIRST_SEED, render_test_set
 
     first_seed = TEST_FIRST_SEED if args.first_seed is None else args.first_seed
     return render_test_set(args.frames, first_seed, show_progress=not args.json)
 
 
 def _conditions(args: argparse.Namespace):
-    from adaptive_fusion.evaluation.report import parse_conditions
+    from adaptive_fusion.lab.evaluation.report import parse_conditions
 
     return parse_conditions(args.conditions, [float(s) for s in args.severities.split(",")])
 
 
 def run_single(args: argparse.Namespace, model) -> int:
-    from adaptive_fusion.evaluation.breakdown import Bands
-    from adaptive_fusion.evaluation.protocol import check_protocol
-    from adaptive_fusion.evaluation.report import evaluate_conditions
+    from adaptive_fusion.lab.evaluation.breakdown import Bands
+    from adaptive_fusion.lab.evaluation.protocol import check_protocol
+    from adaptive_fusion.lab.evaluation.report import evaluate_conditions
     from adaptive_fusion.model.allocation import AllocationError, parse_allocation
     from adaptive_fusion.model.checkpoint import DEFAULT_MODEL
 
@@ -166,8 +166,8 @@ def _breakdown_plot_paths(plot: str, conditions: list[str]) -> dict[str, str]:
 def _plot_single(report: dict, path: str, config) -> None:
     from pathlib import Path
 
-    from adaptive_fusion.evaluation.breakdown import plot_breakdown
-    from adaptive_fusion.evaluation.report import plot_report
+    from adaptive_fusion.lab.evaluation.breakdown import plot_breakdown
+    from adaptive_fusion.lab.evaluation.report import plot_report
 
     plot_report(report, path)
     for name, breakdown_path in report.get("breakdown_plots", {}).items():
@@ -178,7 +178,7 @@ def _plot_single(report: dict, path: str, config) -> None:
 
 
 def _single_summary(report: dict, config, args: argparse.Namespace) -> str:
-    from adaptive_fusion.evaluation.breakdown import format_breakdown
+    from adaptive_fusion.lab.evaluation.breakdown import format_breakdown
 
     lines = [
         f"model {report['model']}, {report['frames']} scenes, layers {report['allocation']}, "
@@ -216,15 +216,9 @@ def _output(args: argparse.Namespace, report: dict, plot, summary) -> int:
 
 
 def run_sweep_command(args: argparse.Namespace, model) -> int:
-    from adaptive_fusion.controller.costs import (
-        BudgetError,
-        CostTable,
-        CostTableError,
-        check_fraction,
-        flop_cost_table,
-    )
-    from adaptive_fusion.evaluation.allocators import BASELINES, PrefixOracle
-    from adaptive_fusion.evaluation.sweep import (
+    from adaptive_fusion.core.errors import BudgetError, check_fraction
+    from adaptive_fusion.lab.evaluation.allocators import BASELINES, PrefixOracle
+    from adaptive_fusion.lab.evaluation.sweep import (
         DEFAULT_BUDGETS,
         build_methods,
         check_methods,
@@ -234,6 +228,7 @@ def run_sweep_command(args: argparse.Namespace, model) -> int:
         run_sweep,
     )
     from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError
+    from adaptive_fusion.policies.costs import CostTable, CostTableError, flop_cost_table
 
     default_methods = [*BASELINES, PrefixOracle.name]
     default_methods += ["controller"] if args.controller else []

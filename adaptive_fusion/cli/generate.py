@@ -66,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from adaptive_fusion.world.config import WorldConfig
-    from adaptive_fusion.world.generate import generate_dataset
+    from adaptive_fusion.sim.config import WorldConfig
+    from adaptive_fusion.sim.generate import generate_dataset
 
     if args.scenes < 0 or args.beams < 1 or args.workers < 1:
         print("error: --scenes must be >= 0, --beams and --workers >= 1")
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     fixed: dict = {}
     if args.corrupt or args.corruption_mix > 0:
         try:
-            from adaptive_fusion.world.corruptions import CORRUPTIONS
+            from adaptive_fusion.core.frames import CORRUPTIONS
         except ImportError as error:
             print(f"error: corruptions are not available ({error})")
             return 2

@@ -38,9 +38,10 @@ def run(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
 
+    from adaptive_fusion.core.frames import CORRUPTIONS
     from adaptive_fusion.quality import measure
-    from adaptive_fusion.world import World
-    from adaptive_fusion.world.corruptions import CORRUPTIONS, SCENE_EVENTS, corrupt
+    from adaptive_fusion.sim import World
+    from adaptive_fusion.sim.corruptions import SCENE_EVENTS, corrupt
 
     key, _, kind = args.corruption.partition(":")
     known = {**CORRUPTIONS, "scene": SCENE_EVENTS}

@@ -36,8 +36,8 @@ def format_table(table) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from adaptive_fusion.controller.costs import measure_cost_table
     from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint
+    from adaptive_fusion.policies.costs import measure_cost_table
 
     if args.runs < 1 or args.threads < 1:
         print("error: --runs and --threads must be at least 1")

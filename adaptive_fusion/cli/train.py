@@ -21,10 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from adaptive_fusion.lab.training.cache import CacheError
+    from adaptive_fusion.lab.training.config import ConfigError, load_config
+    from adaptive_fusion.lab.training.trainer import ResumeError, Trainer
     from adaptive_fusion.model.checkpoint import CheckpointError
-    from adaptive_fusion.training.cache import CacheError
-    from adaptive_fusion.training.config import ConfigError, load_config
-    from adaptive_fusion.training.trainer import ResumeError, Trainer
 
     try:
         config = load_config(args.config)

@@ -21,12 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from adaptive_fusion.controller.config import load_controller_config
-    from adaptive_fusion.controller.trainer import ControllerTrainer
+    from adaptive_fusion.lab.controller.config import load_controller_config
+    from adaptive_fusion.lab.controller.trainer import ControllerTrainer
+    from adaptive_fusion.lab.training.cache import CacheError
+    from adaptive_fusion.lab.training.config import ConfigError
+    from adaptive_fusion.lab.training.trainer import ResumeError
     from adaptive_fusion.model.checkpoint import CheckpointError
-    from adaptive_fusion.training.cache import CacheError
-    from adaptive_fusion.training.config import ConfigError
-    from adaptive_fusion.training.trainer import ResumeError
 
     try:
         config = load_controller_config(args.config)

@@ -7,15 +7,20 @@ allocation, decode boxes.
     boxes = decode(outputs, inputs.K, inputs.T_cam_lidar, model.config)
 """
 
-from .allocation import Allocation, AllocationError, parse_allocation
-from .checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint, save_checkpoint
-from .coding import Boxes3D, decode
-from .config import ModelConfig
-from .detector import AdaptiveFusionDetector
-from .inputs import ModelInputs, prepare_inputs
+from adaptive_fusion.model.allocation import Allocation, AllocationError, parse_allocation
+from adaptive_fusion.model.checkpoint import (
+    DEFAULT_MODEL,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
+from adaptive_fusion.model.coding import decode
+from adaptive_fusion.model.config import ModelConfig
+from adaptive_fusion.model.detector import AdaptiveFusionDetector
+from adaptive_fusion.model.inputs import ModelInputs, prepare_inputs
 
 __all__ = [
-    "DEFAULT_MODEL", "AdaptiveFusionDetector", "Allocation", "AllocationError", "Boxes3D",
+    "DEFAULT_MODEL", "AdaptiveFusionDetector", "Allocation", "AllocationError",
     "CheckpointError", "ModelConfig", "ModelInputs", "decode", "load_checkpoint",
     "parse_allocation", "prepare_inputs", "save_checkpoint",
 ]

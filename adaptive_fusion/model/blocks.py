@@ -12,7 +12,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     model's sizes (300 tokens, head dim 32, batch 16) the fused CPU kernel's bfloat16 forward and
     backward took about twice as long, half of a training step, which went from 0.94 to 0.72 s;
     in float32, and at inference (batch 1, no autograd), the fused kernel is the faster
-    (bench/bench_attention.py measures each case), as it is on a GPU."""
+    (bench/experiments/bench_attention.py measures each case), as it is on a GPU."""
     if torch.is_grad_enabled() and q.device.type == "cpu" and q.dtype == torch.bfloat16:
         return written_out_attention(q, k, v)
     return F.scaled_dot_product_attention(q, k, v)

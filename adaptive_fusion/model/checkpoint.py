@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .config import ModelConfig
-from .detector import AdaptiveFusionDetector
+from adaptive_fusion.model.config import ModelConfig
+from adaptive_fusion.model.detector import AdaptiveFusionDetector
 
 FORMAT = "adaptive_fusion.detector"
 FORMAT_VERSION = 1

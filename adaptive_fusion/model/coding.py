@@ -8,15 +8,15 @@ frame, then BEV NMS.
 """
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .config import ModelConfig
+from adaptive_fusion.core.boxes import Boxes3D
+from adaptive_fusion.model.config import ModelConfig
 
 MIN_CAMERA_DEPTH = 1.0  # metres; boxes nearer than this in camera z are not assigned
-# With a depth confidence (ModelConfig.depth_uncertainty) a box scores its heatmap peak times
+# With its depth confidence a box scores its heatmap peak times
 # exp(-sigma / DEPTH_CONFIDENCE_METRES), sigma = z exp(s) the depth error in metres the head
 # expects: a sure peak at a doubtful depth ranks below a sure one at a sure depth. Chosen on the
 # 150 validation scenes with v5: mAP 0.549 without the factor, 0.558 / 0.564 / 0.565 / 0.563 at
@@ -26,10 +26,11 @@ DEPTH_CONFIDENCE_METRES = 16.0
 # Decoding takes the best (class, cell) scores of the whole heatmap, with no 3x3 peak
 # suppression on the image grid: a partly hidden object's peak often lies next to its
 # occluder's, and a max-pool there drops the lower one before depth can tell them apart. BEV NMS,
-# after back-projection, where the two are metres apart, does the suppression instead. On v5's
-# 150 validation scenes: 0.565 mAP with the 3x3 peaks, 0.619 without (bench/bench_decoding.py).
+# after back-projection, where the two are metres apart, does the suppression instead. On 150
+# validation scenes: 0.565 mAP with the 3x3 peaks, 0.619 without
+# (bench/experiments/bench_decoding.py).
 DECODE_CANDIDATES = 60  # 100 scored the same (+0.02 points), 50 0.06 points less
-# With a depth-reference choice (ModelConfig.depth_window) a cell also gives a second box at its
+# With its depth-reference choice (ModelConfig.depth_window) a cell also gives a second box at its
 # most likely reference whose log depth differs from the chosen one by more than
 # SECOND_DEPTH_GAP (16%): along one ray an occluder and the object behind it are two depths.
 # It scores the first box's score times (p2 / p1) ** SECOND_DEPTH_POWER, p the choice
@@ -44,44 +45,9 @@ SECOND_DEPTH_POWER = 0.5
 # 150 validation scenes it was chosen on (factors 0.5 / 0.7: 0.706 / 0.705; 1 m / 2 m: 0.704 /
 # 0.706), 0.688 / 0.693 on 300 training scenes, 0.678 / 0.680 on the 500 test scenes. Raising
 # those boxes instead (to half the best score near them) lost 3 points on validation, and dropping
-# them (factor 0) 0.4 (bench/bench_decoding.py).
+# them (factor 0) 0.4 (bench/experiments/bench_decoding.py).
 CROSS_CLASS_RADIUS = 1.5
 CROSS_CLASS_FACTOR = 0.6
-
-
-@dataclass
-class Boxes3D:
-    """N boxes in the lidar frame; `scores` is 1 for ground truth."""
-
-    labels: np.ndarray  # (N,) int64
-    centers: np.ndarray  # (N, 3) float32
-    sizes: np.ndarray  # (N, 3) float32 length, width, height
-    yaws: np.ndarray  # (N,) float32
-    scores: np.ndarray  # (N,) float32
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def select(self, mask: np.ndarray) -> "Boxes3D":
-        return Boxes3D(
-            self.labels[mask], self.centers[mask], self.sizes[mask], self.yaws[mask],
-            self.scores[mask],
-        )
-
-    @staticmethod
-    def empty() -> "Boxes3D":
-        return Boxes3D(
-            np.zeros(0, np.int64), np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32),
-            np.zeros(0, np.float32), np.zeros(0, np.float32),
-        )
-
-
-def boxes_from_objects(objects) -> Boxes3D:
-    """Ground truth (world.frames.Objects) as boxes with score 1."""
-    return Boxes3D(
-        labels=objects.labels.astype(np.int64), centers=objects.centers, sizes=objects.sizes,
-        yaws=objects.yaws, scores=np.ones(len(objects.labels), np.float32),
-    )
 
 
 def project_centers(
@@ -235,7 +201,7 @@ def decode(
     score, after BEV NMS and the demotion of boxes outranked by another class's
     (cross_class_factor 1 turns it off)."""
     scores = torch.sigmoid(outputs["heatmap"][index : index + 1].float())
-    if "depth_log_scale" in outputs:
+    if "depth_log_scale" in outputs:  # the head's maps have it; hand-made maps may not
         scores = scores * depth_confidence(outputs, config, index)
     scores = scores[0].flatten()
     top = torch.topk(scores, min(max(DECODE_CANDIDATES, max_detections), scores.numel()))

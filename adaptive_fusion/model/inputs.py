@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .config import ModelConfig
+from adaptive_fusion.model.config import ModelConfig
 
 CAMERA_MEAN = 0.45
 CAMERA_STD = 0.25

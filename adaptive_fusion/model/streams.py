@@ -5,7 +5,8 @@ tokens runs no faster on a second intra-op thread, and every parallel operation 
 slowest thread, which on a shared host is often one that another process holds. Each worker
 here runs torch at one intra-op thread, and the streams advance one unit (stem or block) at a
 time, the longest-waiting stream first, so three streams keep two workers busy. Outputs are the
-same as one stream after another; bench/bench_parallel_streams.py measures both side by side.
+same as one stream after another; bench/experiments/bench_parallel_streams.py measures both side
+by side.
 """
 
 import threading

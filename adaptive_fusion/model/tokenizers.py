@@ -10,7 +10,7 @@ the saving from skipping blocks close to proportional.
 import torch
 from torch import nn
 
-from .config import ModelConfig
+from adaptive_fusion.model.config import ModelConfig
 
 # Input channels of each raster; `inputs.py` builds rasters with exactly these channels.
 RASTER_CHANNELS = {

@@ -5,11 +5,11 @@ and `lidar_quality(points, lidar_model)` take raw arrays, for callers without a 
 ROS node). Each returns a ModalityQuality: a score in [0, 1] and its physical measures.
 """
 
+from adaptive_fusion.core.frames import FrameSet
 from adaptive_fusion.quality.camera import camera_quality
 from adaptive_fusion.quality.depth import depth_quality
 from adaptive_fusion.quality.lidar import lidar_quality
 from adaptive_fusion.quality.score import ModalityQuality
-from adaptive_fusion.world.frames import FrameSet
 
 __all__ = ["ModalityQuality", "camera_quality", "depth_quality", "lidar_quality", "measure"]
 

@@ -34,8 +34,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from adaptive_fusion.core.frames import LidarModel
 from adaptive_fusion.quality.score import ModalityQuality, combine, falling
-from adaptive_fusion.world.frames import LidarModel
 
 GROUND_RANGE_SHARE = 0.8
 LUT_STEP_DEG = 0.01

@@ -21,8 +21,8 @@ from vision_msgs.msg import (
 )
 from visualization_msgs.msg import Marker, MarkerArray
 
-from adaptive_fusion.model.coding import Boxes3D
-from adaptive_fusion.world.frames import Objects
+from adaptive_fusion.core.boxes import Boxes3D
+from adaptive_fusion.core.frames import Objects
 
 CLASS_COLOURS = ((0.1, 0.6, 1.0), (1.0, 0.3, 0.2), (0.2, 0.9, 0.3))  # car, pedestrian, cyclist
 

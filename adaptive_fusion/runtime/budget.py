@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from adaptive_fusion.controller.costs import check_fraction
+from adaptive_fusion.core.errors import check_fraction
 
 EWMA_WEIGHT = 0.2  # weight of the newest measurement: ~5 frames to follow a load change
 DEVIATION_MARGIN = 2.0  # mean absolute deviation ~0.8 sigma: 2x it is about the 95th percentile

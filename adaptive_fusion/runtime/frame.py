@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from adaptive_fusion.world.frames import Calibration, LidarModel
+from adaptive_fusion.core.frames import Calibration, LidarModel
 
 
 class InputError(ValueError):

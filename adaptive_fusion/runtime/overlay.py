@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 import cv2
 import numpy as np
 
-from adaptive_fusion.model.coding import Boxes3D
-from adaptive_fusion.world.frames import Calibration, Objects
+from adaptive_fusion.core.boxes import Boxes3D
+from adaptive_fusion.core.frames import Calibration, Objects
 
 BOX_EDGES = ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4),
              (0, 4), (1, 5), (2, 6), (3, 7))  # fmt: skip

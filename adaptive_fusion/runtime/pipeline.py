@@ -10,15 +10,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from adaptive_fusion.core.boxes import Boxes3D
 from adaptive_fusion.model.allocation import Allocation
-from adaptive_fusion.model.coding import Boxes3D, decode
+from adaptive_fusion.model.coding import decode
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.model.inputs import prepare_inputs
 from adaptive_fusion.model.streams import SideBySideStreams
+from adaptive_fusion.policies.registry import AllocationPolicy
 from adaptive_fusion.quality import camera_quality, depth_quality, lidar_quality
 from adaptive_fusion.runtime.budget import BlockCosts, BudgetDecision, resolve_budget
 from adaptive_fusion.runtime.frame import SensorFrame, check_frame
-from adaptive_fusion.runtime.policy import AllocationPolicy
 from adaptive_fusion.runtime.scheduling import STREAM_SCHEDULING, StreamScheduler, frame_kind
 
 WARM_UP_FRAMES = 3

@@ -3,7 +3,8 @@ chosen by measurement.
 
 Which is faster depends on the host's load at the moment, not on the model: on a shared host,
 where another process holds part of the cores, side by side took 0.62-0.70 of the time; on the
-same host in a quiet phase it took 1.04-1.29 (bench/bench_parallel_streams.py). So "auto" keeps,
+same host in a quiet phase it took 1.04-1.29 (bench/experiments/bench_parallel_streams.py). So
+"auto" keeps,
 for each kind of frame (how many streams run blocks, how many blocks in all), the model's recent
 times in each mode and runs the mode whose median is lower. Every EXPLORE_EVERY frames of a kind
 it measures the other mode again, MEASURE_FRAMES frames in a row with its old times dropped (the

@@ -1,0 +1,81 @@
+"""The learned allocator: the controller's slot values for this frame, filled into the budget by
+select_slots with a cost table (GFLOPs counted, or milliseconds measured on this machine), for
+the live modalities it decides to run (all of them unless its config has may_skip_live).
+
+    table = CostTable.load("runs/costs.json")     # or flop_cost_table(detector)
+    allocator = LearnedAllocator("runs/controller/best", table)
+    allocation = allocator.allocate(inputs, quality, live, block_budget(table, fraction=0.25))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from adaptive_fusion.model.allocation import Allocation
+from adaptive_fusion.model.inputs import ModelInputs
+from adaptive_fusion.policies.checkpoint import load_controller
+from adaptive_fusion.policies.costs import CostTable
+from adaptive_fusion.policies.network import LayerController
+from adaptive_fusion.policies.selection import cost_matrix, modalities_to_run, select_slots
+
+__all__ = ["LearnedAllocator", "load_controller"]
+
+
+class LearnedAllocator:
+    """allocate(inputs, quality, live, budget) with `budget` in the cost table's unit for the
+    blocks (see costs.block_budget). The network sees the budget as a fraction of the table's
+    block total, so one controller serves compute and latency budgets alike."""
+
+    name = "controller"
+
+    def __init__(self, checkpoint: str | Path | LayerController, table: CostTable):
+        self.controller = (checkpoint if isinstance(checkpoint, LayerController)
+                           else load_controller(checkpoint)[0]).eval()
+        self.modalities = self.controller.modalities
+        costs = cost_matrix(table, self.modalities)
+        if costs.shape[1] != self.controller.layers:
+            raise ValueError(f"the cost table has {costs.shape[1]} blocks per modality, the "
+                             f"controller {self.controller.layers}")
+        self.table = table
+        self.block_total = table.block_total()
+
+    @torch.inference_mode()
+    def decide(self, inputs: ModelInputs, quality: Mapping[str, float], live: Sequence[str],
+               budget: float) -> tuple[np.ndarray, tuple[str, ...]]:
+        """One pass of the network: slot values (modalities, layers), positive (the scale is
+        arbitrary: only their ratios to the costs matter), and the modalities to run (every
+        live one unless the controller may switch a live one off, see modalities_to_run)."""
+        missing = [name for name in live if name not in inputs.rasters]
+        if missing:
+            raise ValueError(f"live modalities without a raster: {missing}")
+        budget = float(budget)
+        if not math.isfinite(budget) or budget < 0:
+            raise ValueError(f"budget must be a finite non-negative cost, got {budget}")
+        device = next(self.controller.parameters()).device
+        rasters = {name: torch.from_numpy(r).unsqueeze(0).to(device)
+                   for name, r in inputs.rasters.items() if name in self.modalities}
+        live_flags = torch.tensor([[float(name in live) for name in self.modalities]])
+        scores = torch.tensor([[float(quality.get(name, 0.0)) for name in self.modalities]])
+        fraction = torch.tensor([budget / self.block_total if self.block_total > 0 else 1.0])
+        outputs = self.controller(rasters, scores.to(device), live_flags.to(device),
+                                  fraction.to(device))
+        log_values = outputs["slots"][0].double().cpu().numpy()
+        use = outputs["use"][0].double().cpu().numpy() if "use" in outputs else None
+        return (np.exp(log_values - log_values.max()),
+                modalities_to_run(use, live, self.modalities))
+
+    def scores(self, inputs: ModelInputs, quality: Mapping[str, float], live: Sequence[str],
+               budget: float) -> np.ndarray:
+        return self.decide(inputs, quality, live, budget)[0]
+
+    def allocate(self, inputs: ModelInputs, quality: Mapping[str, float], live: Sequence[str],
+                 budget: float) -> Allocation:
+        """Blocks per modality that runs; a live modality the controller switches off is left
+        out (no blocks, the detector's absent token), and its budget goes to the others."""
+        values, run = self.decide(inputs, quality, live, budget)
+        return select_slots(values, self.table, budget, run, self.modalities)
