@@ -40,14 +40,16 @@ from adaptive_fusion.model.checkpoint import (  # noqa: E402
 )
 from adaptive_fusion.model.config import ModelConfig  # noqa: E402
 from adaptive_fusion.model.detector import AdaptiveFusionDetector  # noqa: E402
+from adaptive_fusion.policies.registry import make_policy  # noqa: E402
 from adaptive_fusion.ros.conversions import numpy_to_image, numpy_to_pointcloud2  # noqa: E402
 from adaptive_fusion.ros.fusion_node import FusionNode  # noqa: E402
 from adaptive_fusion.ros.qos import SENSOR_QOS  # noqa: E402
-from adaptive_fusion.ros.sim_sensors import camera_info_msg  # noqa: E402
 from adaptive_fusion.ros.spin import spinning  # noqa: E402
-from adaptive_fusion.runtime import FusionPipeline, SensorFrame, make_policy  # noqa: E402
+from adaptive_fusion.runtime import FusionPipeline, SensorFrame  # noqa: E402
 from adaptive_fusion.runtime.scheduling import STREAM_SCHEDULING  # noqa: E402
-from adaptive_fusion.world import World, WorldConfig  # noqa: E402
+from adaptive_fusion.sim import World, WorldConfig  # noqa: E402
+from adaptive_fusion.sim.rig import fusion_node_parameters  # noqa: E402
+from adaptive_fusion.sim.sensors_node import camera_info_msg  # noqa: E402
 
 # a Velodyne HDL-64E: 64 beams from +2 to -24.9 degrees, 2048 points per beam and turn (~120k)
 HDL64 = dict(lidar_beams=64, lidar_elevation_min_deg=-24.9, lidar_elevation_max_deg=2.0,
@@ -158,6 +160,7 @@ def main() -> int:
     node = FusionNode(
         context=context,
         parameter_overrides=[
+            *(Parameter(k, value=v) for k, v in fusion_node_parameters(WorldConfig()).items()),
             Parameter("model_path", value=model_path),
             Parameter("threads", value=args.threads),
             Parameter("stream_scheduling", value=args.streams),

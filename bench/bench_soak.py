@@ -89,6 +89,7 @@ def main() -> int:
     transport.use_profile()
     model = ["-p", f"model_path:={Path(args.model).resolve()}"] if args.model else []
     fusion = start("fusion_node", ["--params-file", "config/fusion_node.yaml",
+                                   "--params-file", "config/sim_rig.yaml",
                                    "-p", f"threads:={args.threads}", *model])  # fmt: skip
     sim = start("sim_sensors", ["--params-file", "config/sim_sensors.yaml",
                                 "-p", "camera_rate:=30.0", "-p", "lidar_rate:=10.0"])  # fmt: skip

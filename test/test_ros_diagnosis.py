@@ -21,6 +21,8 @@ from adaptive_fusion.ros.diagnostics import ERROR, OK, values_of
 from adaptive_fusion.ros.fusion_node import FusionNode
 from adaptive_fusion.ros.qos import SENSOR_QOS
 from adaptive_fusion.ros.spin import spinning
+from adaptive_fusion.sim import WorldConfig
+from adaptive_fusion.sim.rig import fusion_node_parameters
 
 W, H = 64, 48
 
@@ -97,7 +99,8 @@ def system(model_path):
 
     def start(**overrides):
         params = dict(model_path=str(model_path), threads=1, diagnostics_period=0.2,
-                      sync_slop=0.02, silence_timeout=1.0)  # fmt: skip
+                      sync_slop=0.02, silence_timeout=1.0,
+                      **fusion_node_parameters(WorldConfig()))  # fmt: skip
         params.update(overrides)
         fusion = FusionNode(
             context=context,

@@ -23,6 +23,7 @@ from std_msgs.msg import Float32, Header
 from vision_msgs.msg import Detection3DArray, LabelInfo
 from visualization_msgs.msg import Marker, MarkerArray
 
+from adaptive_fusion.core.frames import CLASSES, MODALITIES
 from adaptive_fusion.model.checkpoint import save_checkpoint
 from adaptive_fusion.model.config import ModelConfig
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
@@ -31,7 +32,8 @@ from adaptive_fusion.ros.diagnostics import values_of
 from adaptive_fusion.ros.fusion_node import FusionNode
 from adaptive_fusion.ros.qos import LATCHED_QOS, SENSOR_QOS
 from adaptive_fusion.ros.spin import interrupt, spinning
-from adaptive_fusion.world.frames import CLASSES, MODALITIES
+from adaptive_fusion.sim import WorldConfig
+from adaptive_fusion.sim.rig import fusion_node_parameters
 
 SIM = Path(sys.executable).parent / "sim_sensors"
 LAYERS = 4
@@ -120,6 +122,7 @@ def system(tmp_path_factory):
     fusion = FusionNode(
         context=context,
         parameter_overrides=[
+            *(Parameter(k, value=v) for k, v in fusion_node_parameters(WorldConfig()).items()),
             Parameter("model_path", value=str(model_path)),
             Parameter("threads", value=1),
             Parameter("score_threshold", value=0.05),

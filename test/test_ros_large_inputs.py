@@ -30,9 +30,10 @@ from adaptive_fusion.ros.conversions import numpy_to_image, numpy_to_pointcloud2
 from adaptive_fusion.ros.diagnostics import OK, values_of
 from adaptive_fusion.ros.fusion_node import FusionNode
 from adaptive_fusion.ros.qos import SENSOR_QOS
-from adaptive_fusion.ros.sim_sensors import camera_info_msg
 from adaptive_fusion.ros.spin import init_for_main, spin_until_shutdown, spinning
-from adaptive_fusion.world import World, WorldConfig
+from adaptive_fusion.sim import World, WorldConfig
+from adaptive_fusion.sim.rig import fusion_node_parameters
+from adaptive_fusion.sim.sensors_node import camera_info_msg
 
 CAMERA_HZ, LIDAR_HZ = 30, 10
 LIDAR_LAG_NS = 4_000_000  # the sweep's stamp trails the camera's, as two drivers' stamps do
@@ -149,7 +150,7 @@ def run(model_path):
         children.append(child)
         params = dict(model_path=str(model_path), threads=1, diagnostics_period=0.25,
                       score_threshold=0.0, sensor_timeout=2.0, lidar_frame_id=LIDAR_FRAME,
-                      **HDL64)  # fmt: skip
+                      **fusion_node_parameters(WorldConfig(**HDL64)))  # fmt: skip
         fusion = FusionNode(
             context=context,
             parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],

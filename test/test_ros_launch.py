@@ -18,8 +18,11 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 
 from adaptive_fusion.ros.fusion_node import FusionNode
-from adaptive_fusion.ros.sim_sensors import SimSensors
-from adaptive_fusion.runtime.scenario import Scenario
+from adaptive_fusion.ros.topics import GROUND_TRUTH, INPUTS, OUTPUTS
+from adaptive_fusion.sim import WorldConfig
+from adaptive_fusion.sim.rig import fusion_node_parameters
+from adaptive_fusion.sim.scenario import Scenario
+from adaptive_fusion.sim.sensors_node import SimSensors
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH = ROOT / "launch" / "adaptive_fusion.launch.py"
@@ -93,9 +96,10 @@ def test_launched_executables_are_console_scripts_of_the_package():
 
 
 def test_params_files_name_only_declared_parameters_with_valid_values(tmp_path):
-    for name in ("fusion_node.yaml", "sim_sensors.yaml"):
+    for name in ("fusion_node.yaml", "sim_sensors.yaml", "sim_rig.yaml"):
         assert f'"{name}"' in LAUNCH.read_text()  # the launch file's default params files
         for node_name, values in params_file(name).items():
+            node_name = "fusion_node" if node_name == "/**" else node_name  # sim_rig.yaml
             context = Context()
             rclpy.init(args=["--ros-args", "--params-file", str(ROOT / "config" / name)],
                        context=context)  # fmt: skip
@@ -117,7 +121,9 @@ def test_remapped_topics_are_the_nodes_topics(model_path):
     try:
         fusion = FusionNode(
             context=context,
-            parameter_overrides=[rclpy.parameter.Parameter("model_path", value=str(model_path))],
+            parameter_overrides=[rclpy.parameter.Parameter("model_path", value=str(model_path)),
+                                 *(rclpy.parameter.Parameter(k, value=v) for k, v
+                                   in fusion_node_parameters(WorldConfig()).items())],
         )
         fusion.trigger_configure()
         sim = SimSensors(context=context)
@@ -126,7 +132,11 @@ def test_remapped_topics_are_the_nodes_topics(model_path):
             for node in (fusion, sim)
             for endpoint in (*node.publishers, *node.subscriptions)
         }
-        assert set(module_constant("TOPIC_ARGUMENTS").values()) <= topics
+        remapped = set(module_constant("TOPIC_ARGUMENTS").values())
+        assert remapped <= topics
+        # the launch file spells the package's topic table out (it is read without importing)
+        assert remapped == {*INPUTS.values(), OUTPUTS["detections"], OUTPUTS["markers"],
+                            GROUND_TRUTH}
         fusion.trigger_cleanup()
         for node in (fusion, sim):
             node.destroy_node()
@@ -162,7 +172,8 @@ def test_fusion_node_executable_starts_active_unless_told_not_to(model_path, aut
     name = f"fusion_node_{os.getpid()}_{autostart}"
     process = subprocess.Popen(
         [str(executable), "--ros-args", "-r", f"__node:={name}",
-         "-p", f"model_path:={model_path}", "-p", f"autostart:={autostart}"],
+         "-p", f"model_path:={model_path}", "-p", f"autostart:={autostart}",
+         "--params-file", str(ROOT / "config" / "sim_rig.yaml")],
         env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     context = Context()
@@ -216,7 +227,8 @@ def test_launch_sets_the_shipped_fast_dds_profile_unless_one_is_set():
     # set before the nodes start: the launch description lists it ahead of them
     (described,) = [c for c in calls if getattr(c.func, "id", None) == "LaunchDescription"]
     order = [ast.unparse(e) for e in described.args[0].elts]
-    assert order.index("profile") < min(order.index("fusion"), order.index("sim"))
+    nodes = ("fusion_on_robot", "fusion_in_sim", "sim")
+    assert order.index("profile") < min(order.index(node) for node in nodes)
     (assigned,) = [s for s in ast.walk(tree) if isinstance(s, ast.Assign) and s.value is setter]
     assert assigned.targets[0].id == "profile"
 

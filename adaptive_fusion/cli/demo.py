@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds to run")
     parser.add_argument("--params", default=str(SHARE_CONFIG / "fusion_node.yaml"),
                         help="fusion_node params file")  # fmt: skip
+    parser.add_argument("--rig", default=str(SHARE_CONFIG / "sim_rig.yaml"),
+                        help="fusion_node params file with the simulated rig, passed after "
+                             "--params")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="torch threads of fusion_node")
     parser.add_argument("--policy", choices=("controller", "quality_weighted", "equal_split"),
                         help="fusion_node's layer allocation policy (default: the params "
@@ -34,9 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from adaptive_fusion.lab.demo_session import DemoSession, summarise
+    from adaptive_fusion.lab.timeline import plot_timeline
     from adaptive_fusion.ros import transport
-    from adaptive_fusion.ros.demo_session import DemoSession, summarise
-    from adaptive_fusion.runtime.timeline import plot_timeline
 
     session = DemoSession(args)
     try:

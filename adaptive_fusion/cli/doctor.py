@@ -36,15 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_topics(text: str) -> dict[str, str]:
-    from adaptive_fusion.ros.input_monitor import FUSION_TOPICS
+    from adaptive_fusion.ros.topics import INPUTS
 
     topics = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, sep, topic = item.partition("=")
-        if not sep or name not in FUSION_TOPICS or not topic:
+        if not sep or name not in INPUTS or not topic:
             raise SystemExit(
                 f"--topics: {item!r} is not INPUT=TOPIC with INPUT one of "
-                f"{', '.join(FUSION_TOPICS)}"
+                f"{', '.join(INPUTS)}"
             )
         topics[name] = topic
     return topics

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
+LEVELS = {"ok": OK, "warn": WARN, "error": ERROR}  # runtime.status's level names
 
 
 def _text(value) -> str:
@@ -25,6 +26,12 @@ def status(
         hardware_id=hardware_id,
         values=[KeyValue(key=key, value=_text(value)) for key, value in values.items()],
     )
+
+
+def to_ros(runtime_status, name: str) -> DiagnosticStatus:
+    """A runtime.status.Status as a DiagnosticStatus named `name`."""
+    s = runtime_status
+    return status(name, s.hardware_id, LEVELS[s.level], s.message, s.values)
 
 
 def values_of(status_msg: DiagnosticStatus) -> dict[str, str]:

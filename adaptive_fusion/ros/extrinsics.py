@@ -32,10 +32,11 @@ def transform_to_matrix(transform) -> np.ndarray:
 
 
 class Extrinsics:
-    """camera_from_lidar(camera_frame, lidar_frame) -> (4x4 matrix, problem or None). With TF
-    in use, a transform TF does not have (yet) gives the parameter's matrix and the reason."""
+    """camera_from_lidar(camera_frame, lidar_frame) -> (4x4 matrix or None, problem or ""). With
+    TF in use, a transform TF does not have (yet) gives the parameter's matrix (None where the
+    parameter is not set) and the reason."""
 
-    def __init__(self, node, fallback: np.ndarray, use_tf: bool):
+    def __init__(self, node, fallback: np.ndarray | None, use_tf: bool):
         self.fallback = fallback
         self._buffer = None
         if tf_in_use(use_tf):
@@ -43,9 +44,11 @@ class Extrinsics:
             self._listener = tf2_ros.TransformListener(self._buffer, node)
         self.source = "tf" if self._buffer is not None else PARAMETER
 
-    def camera_from_lidar(self, camera_frame: str, lidar_frame: str) -> tuple[np.ndarray, str]:
+    def camera_from_lidar(
+        self, camera_frame: str, lidar_frame: str
+    ) -> tuple[np.ndarray | None, str]:
         if self._buffer is None:
-            return self.fallback, ""
+            return self.fallback, "" if self.fallback is not None else "camera_from_lidar not set"
         if not camera_frame or not lidar_frame:
             return self.fallback, "no frame_id to look up on TF (camera_info or cloud without one)"
         try:

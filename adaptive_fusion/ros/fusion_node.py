@@ -20,11 +20,9 @@ monitor's explain the pattern and name the fix.
 
 from __future__ import annotations
 
-import math
 import sys
 import threading
 import time
-from collections import Counter, deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,22 +30,26 @@ import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Float32, Header
 from vision_msgs.msg import Detection3DArray, LabelInfo
 from visualization_msgs.msg import MarkerArray
 
-from adaptive_fusion.controller.costs import check_fraction
+from adaptive_fusion.core.errors import BudgetError, check_fraction
+from adaptive_fusion.core.frames import MODALITIES, Calibration, LidarModel
 from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint
+from adaptive_fusion.policies.registry import POLICIES, make_policy
 from adaptive_fusion.ros import filters, transport
 from adaptive_fusion.ros.conversions import (
     MessageFormatError,
     camera_info_to_intrinsics,
     numpy_to_image,
 )
-from adaptive_fusion.ros.diagnostics import ERROR, OK, WARN, diagnostic_array, status
+from adaptive_fusion.ros.diagnostics import diagnostic_array, to_ros
 from adaptive_fusion.ros.extrinsics import Extrinsics, tf_in_use
 from adaptive_fusion.ros.input_monitor import (
     InputMonitor,
@@ -79,23 +81,17 @@ from adaptive_fusion.ros.qos import (
     sensor_qos,
 )
 from adaptive_fusion.ros.spin import init_for_main, spin_until_shutdown
-from adaptive_fusion.runtime import (
-    POLICIES,
-    BudgetError,
-    FusionPipeline,
-    InputError,
-    SensorFrame,
-    blank_frame,
-    make_policy,
-)
+from adaptive_fusion.ros.topics import INPUTS, OUTPUTS
+from adaptive_fusion.runtime import FusionPipeline, InputError, SensorFrame, blank_frame
 from adaptive_fusion.runtime.frame import check_depth, check_image
+from adaptive_fusion.runtime.latency import LatencyStats
+from adaptive_fusion.runtime.liveness import Liveness
+from adaptive_fusion.runtime.mailbox import Mailbox
 from adaptive_fusion.runtime.overlay import draw_overlay
 from adaptive_fusion.runtime.scheduling import STREAM_SCHEDULING
-from adaptive_fusion.world import WorldConfig
-from adaptive_fusion.world.frames import MODALITIES, Calibration, LidarModel
-from adaptive_fusion.world.rig import make_calibration
+from adaptive_fusion.runtime.status import Counters, fusion_status, modality_status
+from adaptive_fusion.runtime.throttle import Throttle
 
-TOPICS = {"camera": "camera/image_raw", "depth": "depth/image_raw", "lidar": "lidar/points"}
 TYPES = {"camera": Image, "depth": Image, "lidar": PointCloud2}
 DECODERS = {"camera": decode_camera, "depth": decode_depth, "lidar": decode_lidar}
 SENSOR_INPUTS = ("camera", "camera_info", "depth", "lidar")  # subscribed with sensor-data QoS
@@ -103,8 +99,10 @@ SENSOR_INPUTS = ("camera", "camera_info", "depth", "lidar")  # subscribed with s
 # counter) reports each skip, so the monitor's finding goes to /diagnostics (with its fix) only.
 SKIPS_LOGGED_BY_THE_NODE = frozenset({"stamp_future", "stamp_backwards", "size_mismatch"})
 LIVENESS_PERIOD_S = 0.05
-LATENCY_WINDOW = 200  # frames kept for the latency percentiles in diagnostics
-DEFAULT_WORLD = WorldConfig()
+# Parameters with no default: they describe the robot's own rig, and a wrong guess would give
+# wrong 3D boxes or a lidar quality that reads a healthy sensor as degraded.
+LIDAR_MODEL = ("lidar_beams", "lidar_elevation_min_deg", "lidar_elevation_max_deg",
+               "lidar_azimuth_steps")  # fmt: skip
 
 
 @dataclass
@@ -117,7 +115,6 @@ class Job:
     newest_stamp_ns: int
 
 
-_CALIB = make_calibration(DEFAULT_WORLD)
 PARAMETERS = (
     # configure-time (read-only once the node exists)
     Spec("autostart", True, "main() configures and activates the node", read_only=True),
@@ -133,11 +130,12 @@ PARAMETERS = (
          read_only=True, choices=STREAM_SCHEDULING),
     Spec("lidar_frame_id", "lidar", "the lidar's frame: the cloud's expected frame_id, and the "
          "detections' frame when the lidar gives none", read_only=True),
-    Spec("use_tf", True, "look the lidar->camera transform up on TF where tf2_ros is installed "
-         "(else, and until TF has it, camera_from_lidar is used)", read_only=True),
-    Spec("camera_from_lidar", _CALIB.T_cam_lidar.reshape(-1).tolist(),
-         "4x4 row-major transform mapping lidar-frame points to the camera optical frame",
-         read_only=True),
+    Spec("use_tf", True, "look the lidar->camera transform up on TF (camera_info's frame_id <- "
+         "the cloud's) where tf2_ros is installed; camera_from_lidar, where set, serves until TF "
+         "has it", read_only=True),
+    Spec("camera_from_lidar", Parameter.Type.DOUBLE_ARRAY,
+         "4x4 row-major transform mapping lidar-frame points to the camera optical frame; no "
+         "default: required unless TF provides the transform", read_only=True),
     *(spec for name in SENSOR_INPUTS for spec in (
         Spec(f"qos.{name}.reliability", SENSOR_QOS.reliability.name.lower(),
              f"QoS reliability of the {name} subscription (reliable matches reliable "
@@ -145,16 +143,15 @@ PARAMETERS = (
         Spec(f"qos.{name}.depth", SENSOR_QOS.depth, f"QoS history depth of the {name} "
              "subscription", (1, 1000), True),
     )),
-    Spec("lidar_beams", DEFAULT_WORLD.lidar_beams, "lidar beam count (its quality measure "
-         "compares density against the beam pattern)", (1, 512), True),
-    Spec("lidar_elevation_min_deg", DEFAULT_WORLD.lidar_elevation_min_deg,
-         "lowest beam elevation", (-90.0, 90.0), True),
-    Spec("lidar_elevation_max_deg", DEFAULT_WORLD.lidar_elevation_max_deg,
-         "highest beam elevation", (-90.0, 90.0), True),
-    Spec("lidar_azimuth_steps", DEFAULT_WORLD.lidar_azimuth_steps,
-         "lidar points per beam and turn", (8, 65536), True),
-    Spec("lidar_min_range", DEFAULT_WORLD.lidar_min_range, "metres", (0.0, 1000.0), True),
-    Spec("lidar_max_range", DEFAULT_WORLD.lidar_max_range, "metres", (0.1, 1000.0), True),
+    Spec("lidar_beams", 0, "lidar beam count (its quality measure compares density against the "
+         "beam pattern); 0 = not set: required", (0, 512), True),
+    Spec("lidar_elevation_min_deg", 0.0, "lowest beam elevation; required", (-90.0, 90.0), True),
+    Spec("lidar_elevation_max_deg", 0.0, "highest beam elevation; required", (-90.0, 90.0),
+         True),
+    Spec("lidar_azimuth_steps", 0, "lidar points per beam and turn; 0 = not set: required",
+         (0, 65536), True),
+    Spec("lidar_min_range", 1.0, "metres", (0.0, 1000.0), True),
+    Spec("lidar_max_range", 80.0, "metres", (0.1, 1000.0), True),
     Spec("diagnostics_period", 1.0, "seconds between /diagnostics messages", (0.1, 60.0), True),
     Spec("log_throttle_s", 5.0, "repeat a warning of one kind at most this often (s)",
          (0.0, 3600.0), True),
@@ -183,11 +180,8 @@ class FusionNode(LifecycleNode):
         self.pipeline: FusionPipeline | None = None
         self._pending_policy = None  # built by the parameter check, installed by _apply
         self._active = False
-        self._lock = threading.Lock()  # guards the mailbox and the statistics
-        self._wake = threading.Condition(self._lock)
-        self._pending: Job | None = None
-        self._stopping = False
-        self._worker: threading.Thread | None = None
+        self._lock = threading.Lock()  # guards last_result and the counters the worker updates
+        self._mailbox = Mailbox(self._work, "fusion_worker")
         declare_all(self, PARAMETERS)
         check_initial(self, self._validate)  # raises: destroy_node must work from here on
         self.add_on_set_parameters_callback(self._validate)
@@ -198,9 +192,7 @@ class FusionNode(LifecycleNode):
         self._intrinsics = None
         self._camera_info_frame = ""
         self._topic_budget: float | None = None
-        self._last_arrival: dict[str, float] = {}
-        self._activated_at = time.monotonic()
-        self._live: tuple[str, ...] = ()
+        self._liveness = Liveness(MODALITIES, self._param("sensor_timeout"))
         self._relays: dict[str, filters.SimpleFilter] = {}
         self._sync = None
         future = self.get_parameter("max_future_stamp").value
@@ -212,19 +204,11 @@ class FusionNode(LifecycleNode):
             self._monitor_config(),
             self.get_fully_qualified_name(),
         )
-        self.errors: dict[str, Counter[str]] = {
-            name: Counter() for name in (*MODALITIES, "camera_info", "compute_budget", "set")
-        }
-        self.sync_drops: dict[str, Counter[str]] = {m: Counter() for m in MODALITIES}
-        self.stale_sets = 0
-        self.sets_before_camera_info = 0  # start-up, not an error: topics match one by one
-        self.frames = 0
+        self.counters = Counters()
         self.last_result = None
-        self._latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
-        self._node_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
-        self._age_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
-        self._last_warned: dict[tuple[str, str], float] = {}
-        self._suppressed: Counter[tuple[str, str]] = Counter()
+        self._latency = LatencyStats()
+        self._throttle = Throttle(self._param("log_throttle_s"))
+        self._mailbox.dropped = 0
 
     # ------------------------------------------------------------ parameters
 
@@ -259,9 +243,13 @@ class FusionNode(LifecycleNode):
         if "max_future_stamp" in names:
             for guard in self._stamp_guards.values():
                 guard.max_future_s = self._param("max_future_stamp")
+        if "sensor_timeout" in names:
+            self._liveness.timeout_s = self._param("sensor_timeout")
+        if "log_throttle_s" in names:
+            self._throttle.period_s = self._param("log_throttle_s")
         if names & {"sync_slop", "sync_queue_size"} and self._sync is not None:
             self._rebuild_sync()
-        if names & {"sync_slop", "max_future_stamp", "silence_timeout"}:
+        if names & {"sync_slop", "max_future_stamp", "silence_timeout", "log_throttle_s"}:
             self.monitor.config = self._monitor_config()
 
     def _make_policy(self, name: str, model=None):
@@ -285,9 +273,55 @@ class FusionNode(LifecycleNode):
             for name in SENSOR_INPUTS
         }
 
+    def _extrinsic(self) -> np.ndarray | None:
+        """camera_from_lidar as a 4x4 matrix, or None where it is not set."""
+        try:
+            values = self._param("camera_from_lidar")
+        except ParameterUninitializedException:
+            return None
+        return np.asarray(values, np.float64).reshape(4, 4)
+
+    def _lidar_model(self) -> LidarModel:
+        return LidarModel(
+            elevations_deg=np.linspace(
+                self._param("lidar_elevation_min_deg"),
+                self._param("lidar_elevation_max_deg"),
+                self._param("lidar_beams"),
+            ),  # fmt: skip
+            azimuth_steps=self._param("lidar_azimuth_steps"),
+            max_range=self._param("lidar_max_range"),
+            min_range=self._param("lidar_min_range"),
+        )
+
+    def rig_problem(self) -> str | None:
+        """Why the node cannot configure with the rig it was given: no lidar->camera
+        extrinsic from anywhere, or no lidar beam model."""
+        if self._extrinsic() is None and not tf_in_use(self._param("use_tf")):
+            looked = ("use_tf is false" if not self._param("use_tf") else
+                      "tf2_ros is not installed (it comes with a ROS 2 distribution)")  # fmt: skip
+            return (
+                f"no lidar->camera extrinsic: set the parameter camera_from_lidar (16 values, "
+                f"the row-major 4x4 transform from the lidar frame "
+                f"'{self._param('lidar_frame_id')}' to the camera optical frame), or publish TF "
+                f"from the cloud's frame to camera_info's frame_id ({looked})"
+            )
+        beams = self._param("lidar_beams")
+        low, high = (self._param(f"lidar_elevation_{end}_deg") for end in ("min", "max"))
+        if beams == 0 or self._param("lidar_azimuth_steps") == 0 or (beams > 1 and low >= high):
+            return (
+                f"no lidar beam model: set {', '.join(LIDAR_MODEL)} to your lidar's (beams, "
+                f"lowest and highest elevation with min < max, points per beam and turn); got "
+                f"{beams}, {low}, {high}, {self._param('lidar_azimuth_steps')}"
+            )
+        return None
+
     # ------------------------------------------------------------ lifecycle
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
+        problem = self.rig_problem()
+        if problem:
+            self.get_logger().error(f"cannot configure: {problem}")
+            return TransitionCallbackReturn.FAILURE
         path = self._param("model_path") or DEFAULT_MODEL
         try:
             model, _ = load_checkpoint(path)
@@ -306,29 +340,31 @@ class FusionNode(LifecycleNode):
         self.pipeline.warm_up(blank_frame(self._warm_up_frame()))
         self._reset_state()
         self.pub_detections = self.create_lifecycle_publisher(
-            Detection3DArray, "detections", RESULTS_QOS
+            Detection3DArray, OUTPUTS["detections"], RESULTS_QOS
         )
         self.pub_markers = self.create_lifecycle_publisher(
-            MarkerArray, "detection_markers", RESULTS_QOS
+            MarkerArray, OUTPUTS["markers"], RESULTS_QOS
         )
-        self.pub_debug = self.create_lifecycle_publisher(Image, "~/debug_image", SENSOR_QOS)
-        self.pub_labels = self.create_lifecycle_publisher(LabelInfo, "label_info", LATCHED_QOS)
-        self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.pub_debug = self.create_lifecycle_publisher(Image, OUTPUTS["debug_image"],
+                                                         SENSOR_QOS)  # fmt: skip
+        self.pub_labels = self.create_lifecycle_publisher(LabelInfo, OUTPUTS["label_info"],
+                                                          LATCHED_QOS)  # fmt: skip
+        self.pub_diagnostics = self.create_publisher(DiagnosticArray, OUTPUTS["diagnostics"], 10)
         qos = self._input_qos()
         self._sensor_subs = {}
         for modality in MODALITIES:
             events = event_callbacks(self.monitor, modality)
             sub = filters.sensor_subscriber(
-                self, TYPES[modality], TOPICS[modality], qos[modality], event_callbacks=events
+                self, TYPES[modality], INPUTS[modality], qos[modality], event_callbacks=events
             )
             sub.registerCallback(self._on_sensor, modality)
             self._sensor_subs[modality] = sub
         self._info_sub = self.create_subscription(
-            CameraInfo, "camera/camera_info", self._on_camera_info, qos["camera_info"],
+            CameraInfo, INPUTS["camera_info"], self._on_camera_info, qos["camera_info"],
             event_callbacks=event_callbacks(self.monitor, "camera_info"),
         )  # fmt: skip
         self._budget_sub = self.create_subscription(
-            Float32, "compute_budget", self._on_budget, LATCHED_QOS,
+            Float32, INPUTS["compute_budget"], self._on_budget, LATCHED_QOS,
             event_callbacks=event_callbacks(self.monitor, "compute_budget"),
         )  # fmt: skip
         self._extrinsics = Extrinsics(self, self._extrinsic(), self._param("use_tf"))
@@ -336,9 +372,7 @@ class FusionNode(LifecycleNode):
             self.create_timer(LIVENESS_PERIOD_S, self._update_liveness),
             self.create_timer(self._param("diagnostics_period"), self._publish_diagnostics),
         ]
-        self._stopping = False
-        self._worker = threading.Thread(target=self._work, name="fusion_worker", daemon=True)
-        self._worker.start()
+        self._mailbox.start()
         blocks, config = self.pipeline.costs, model.config
         self.get_logger().info(
             f"configured: {path}, {config.layers} blocks x {len(config.modalities)} modalities, "
@@ -353,27 +387,12 @@ class FusionNode(LifecycleNode):
         config = self.pipeline.config
         w, h = config.image_width, config.image_height
         K = np.array([[w / 2, 0, w / 2], [0, w / 2, h / 2], [0, 0, 1]], np.float64)
-        return SensorFrame(None, None, None, Calibration(K, w, h, self._extrinsic()),
+        T = self._extrinsic()
+        return SensorFrame(None, None, None, Calibration(K, w, h, np.eye(4) if T is None else T),
                            self._lidar_model())  # fmt: skip
 
-    def _extrinsic(self) -> np.ndarray:
-        return np.asarray(self._param("camera_from_lidar"), np.float64).reshape(4, 4)
-
-    def _lidar_model(self) -> LidarModel:
-        return LidarModel(
-            elevations_deg=np.linspace(
-                self._param("lidar_elevation_min_deg"),
-                self._param("lidar_elevation_max_deg"),
-                self._param("lidar_beams"),
-            ),  # fmt: skip
-            azimuth_steps=self._param("lidar_azimuth_steps"),
-            max_range=self._param("lidar_max_range"),
-            min_range=self._param("lidar_min_range"),
-        )
-
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self._activated_at = time.monotonic()
-        self._live = ()
+        self._liveness.start(time.monotonic())
         self._update_liveness()
         self._active = True
         result = super().on_activate(state)
@@ -384,8 +403,7 @@ class FusionNode(LifecycleNode):
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         self._active = False
-        with self._lock:
-            self._pending = None
+        self._mailbox.clear()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
@@ -396,22 +414,15 @@ class FusionNode(LifecycleNode):
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
-    def _stop_worker(self) -> None:
-        self._active = False
-        with self._lock:
-            self._stopping = True
-            self._wake.notify_all()
-        if self._worker is not None:
-            self._worker.join()
-            self._worker = None
-
     def destroy_node(self) -> None:
         """Stop inference first, so nothing publishes through a destroyed publisher."""
-        self._stop_worker()
+        self._active = False
+        self._mailbox.stop()
         super().destroy_node()
 
     def _release(self) -> None:
-        self._stop_worker()
+        self._active = False
+        self._mailbox.stop()
         if self.pipeline is None:
             return
         for timer in self._periodic:
@@ -429,20 +440,16 @@ class FusionNode(LifecycleNode):
 
     def _reject_input(self, source: str, error: InputError) -> None:
         """Count a bad input and warn, at most once per log_throttle_s per (source, kind)."""
-        self.errors[source][error.kind] += 1
-        self._warn_throttled(
-            (source, error.kind), f"skipped {source} input [{error.kind}]: {error}"
-        )
+        with self._lock:
+            self.counters.errors[source][error.kind] += 1
+        text = f"skipped {source} input [{error.kind}]: {error}"
+        self._warn_throttled((source, error.kind), text)
 
     def _warn_throttled(self, key: tuple[str, str], text: str) -> None:
-        now = time.monotonic()
-        if now - self._last_warned.get(key, -math.inf) < self._param("log_throttle_s"):
-            self._suppressed[key] += 1
-            return
-        more = self._suppressed.pop(key, 0)
-        also = f" ({more} more since the last warning)" if more else ""
-        self.get_logger().warning(f"{text}{also}")
-        self._last_warned[key] = now
+        held = self._throttle.allow(key, time.monotonic())
+        if held is not None:
+            also = f" ({held} more since the last warning)" if held else ""
+            self.get_logger().warning(f"{text}{also}")
 
     def _on_sensor(self, msg, modality: str) -> None:
         now_ns = self.get_clock().now().nanoseconds
@@ -455,15 +462,14 @@ class FusionNode(LifecycleNode):
             array = DECODERS[modality](msg)
             intrinsics = self._intrinsics
             if intrinsics is not None and modality != "lidar":
-                calib = Calibration(intrinsics.K, intrinsics.width, intrinsics.height,
-                                    self._extrinsic())  # fmt: skip
+                calib = Calibration(intrinsics.K, intrinsics.width, intrinsics.height, np.eye(4))
                 (check_image if modality == "camera" else check_depth)(array, calib)
         except InputError as error:
             self._reject_input(modality, error)
             return
         guard.accept(stamp)
-        self._last_arrival[modality] = time.monotonic()
-        if modality not in self._live:
+        self._liveness.arrived(modality, time.monotonic())
+        if modality not in self._liveness.live:
             self._update_liveness()
         relay = self._relays.get(modality)
         if relay is not None:
@@ -494,33 +500,24 @@ class FusionNode(LifecycleNode):
 
     # ------------------------------------------------------------ liveness and sync
 
-    def _is_live(self, modality: str, now: float) -> bool:
-        last = self._last_arrival.get(modality)
-        since = now - (self._activated_at if last is None else last)
-        return since < self._param("sensor_timeout")
-
     def _update_liveness(self) -> None:
         if self.pipeline is None:
             return
-        now = time.monotonic()
-        live = tuple(m for m in MODALITIES if self._is_live(m, now))
-        if live == self._live:
+        change = self._liveness.update(time.monotonic())
+        if change is None:
             return
-        lost = [m for m in self._live if m not in live]
-        back = [m for m in live if m not in self._live]
-        if lost and self._active:
-            self.get_logger().warning(
-                f"{', '.join(lost)} silent for {self._param('sensor_timeout')} s: fusing "
-                f"{', '.join(live) or 'nothing'} without {', '.join(lost)}"
-            )
-        if back and self._active:
-            self.get_logger().info(f"{', '.join(back)} back: fusing {', '.join(live)}")
-        self._live = live
+        live = ", ".join(change.live) or "nothing"
+        if change.lost and self._active:
+            lost = ", ".join(change.lost)
+            self.get_logger().warning(f"{lost} silent for {self._param('sensor_timeout')} s: "
+                                      f"fusing {live} without {lost}")  # fmt: skip
+        if change.back and self._active:
+            self.get_logger().info(f"{', '.join(change.back)} back: fusing {live}")
         self._rebuild_sync()
 
     def _rebuild_sync(self) -> None:
         """A synchronizer over the live modalities only (a dead one would hold every set)."""
-        live = self._live
+        live = self._liveness.live
         self._relays = {m: filters.SimpleFilter() for m in live}
         if not live:
             self._sync = None
@@ -534,14 +531,16 @@ class FusionNode(LifecycleNode):
         filters.observe_drops(self._sync, self._on_sync_drop, live)
 
     def _on_sync_drop(self, msg, index: int, reason: str, live: tuple[str, ...]) -> None:
-        self.sync_drops[live[index]][reason] += 1
+        with self._lock:
+            self.counters.sync_drops[live[index]][reason] += 1
 
     def _on_set(self, *args) -> None:
         self.monitor.on_set_emitted()
         *decoded, live = args
         intrinsics = self._intrinsics
         if intrinsics is None:
-            self.sets_before_camera_info += 1
+            with self._lock:
+                self.counters.sets_before_camera_info += 1
             self._warn_throttled(("set", "waiting_for_camera_info"),
                                  "skipping synchronized sets until a valid camera_info arrives")
             return
@@ -553,6 +552,9 @@ class FusionNode(LifecycleNode):
                         frame_id=frame_id or self._param("lidar_frame_id"))  # fmt: skip
         T_cam_lidar, problem = self._extrinsics.camera_from_lidar(self._camera_info_frame,
                                                                   header.frame_id)  # fmt: skip
+        if T_cam_lidar is None:
+            self._reject_input("set", InputError("no_extrinsic", problem))
+            return
         if problem:
             self._warn_throttled(("set", "extrinsic_from_parameter"),
                                  f"{problem}; using camera_from_lidar")  # fmt: skip
@@ -565,30 +567,17 @@ class FusionNode(LifecycleNode):
             lidar=self._lidar_model(),
         )
         newest = max(s.sec * 10**9 + s.nanosec for s in stamps.values())
-        job = Job(frame, header, time.perf_counter(), newest)
-        with self._lock:
-            if self._pending is not None:
-                self.stale_sets += 1
-            self._pending = job
-            self._wake.notify()
+        self._mailbox.put(Job(frame, header, time.perf_counter(), newest))
 
     # ------------------------------------------------------------ worker
 
-    def _work(self) -> None:
-        while True:
-            with self._lock:
-                while self._pending is None and not self._stopping:
-                    self._wake.wait()
-                if self._stopping:
-                    return
-                job, self._pending = self._pending, None
-            try:
-                self._process(job)
-            except InputError as error:
-                self._reject_input("set", error)
-            except Exception as error:  # noqa: BLE001 - one bad frame must not stop the node
-                if not self.context.ok():
-                    return  # shutting down (Ctrl-C, SIGTERM): publishing can no longer work
+    def _work(self, job: Job) -> None:
+        try:
+            self._process(job)
+        except InputError as error:
+            self._reject_input("set", error)
+        except Exception as error:  # noqa: BLE001 - one bad frame must not stop the node
+            if self.context.ok():  # else shutting down: publishing can no longer work
                 self._reject_input("set", InputError("inference_error", repr(error)))
 
     def _process(self, job: Job) -> None:
@@ -613,81 +602,39 @@ class FusionNode(LifecycleNode):
                                    pipeline.config.layers, classes)  # fmt: skip
             header = Header(stamp=job.header.stamp, frame_id=self._camera_info_frame)
             self.pub_debug.publish(numpy_to_image(picture, "rgb8", header))
-        done = time.perf_counter()
+        pipeline_ms = result.timings_ms["total"]
+        host_ms = 1e3 * (time.perf_counter() - job.formed) - pipeline_ms
         age_ms = (self.get_clock().now().nanoseconds - job.newest_stamp_ns) * 1e-6
+        self._latency.add(pipeline_ms, host_ms, age_ms)
         with self._lock:
-            self.frames += 1
+            self.counters.frames += 1
             self.last_result = result
-            self._latency_ms.append(result.timings_ms["total"])
-            self._node_ms.append(1e3 * (done - job.formed) - result.timings_ms["total"])
-            self._age_ms.append(age_ms)
 
     # ------------------------------------------------------------ diagnostics
 
     def _publish_diagnostics(self) -> None:
-        if self.pipeline is None:
+        pipeline = self.pipeline
+        if pipeline is None:
             return
-        name, config = self.get_fully_qualified_name(), self.pipeline.config
         with self._lock:
             result = self.last_result
-            latency = np.array(self._latency_ms or [np.nan])
-            node_ms = np.array(self._node_ms or [np.nan])
-            age = np.array(self._age_ms or [np.nan])
-            frames, stale = self.frames, self.stale_sets
-        layers = result.layers(config.modalities) if result else dict.fromkeys(MODALITIES, 0)
-        quality = result.quality if result else {}
-        costs = self.pipeline.costs
-        summary = {
-            "state": "active" if self._active else "inactive",
-            "policy": self.pipeline.policy.name,
-            "budget_in_force": self.budget_in_force(),
-            "compute_budget_param": self._param("compute_budget"),
-            "compute_budget_topic": "none" if self._topic_budget is None else self._topic_budget,
-            "latency_budget_ms": self._param("latency_budget_ms"),
-            "blocks_in_use": sum(layers.values()),
-            "blocks_full": self.pipeline.full_blocks,
-            "budget_binding": result.budget.binding if result else "none",
-            "live": " ".join(self._live) or "none",
-            "frames": frames,
-            "stale_sets_dropped": stale,
-            "sets_before_camera_info": self.sets_before_camera_info,
-            "latency_ms_last": float(latency[-1]),
-            "latency_ms_mean": float(np.mean(latency)),
-            "latency_ms_p95": float(np.percentile(latency, 95)),
-            "node_overhead_ms_mean": float(np.mean(node_ms)),
-            "stamp_to_output_ms_mean": float(np.mean(age)),
-            "block_cost_ms": 1e3 * (costs.block_s or math.nan),
-            "frame_overhead_ms": 1e3 * (costs.overhead_s or math.nan),
-            "stream_scheduling": self.pipeline.stream_scheduling,
-            "streams_last": result.streams if result else "none",
-            **({f"model_ms.{mode}": 1e3 * seconds
-                for mode, seconds in self.pipeline.stream_estimates(result).items()}
-               if result else {}),
-            "detections_last": len(result.boxes) if result else 0,
-            **_prefixed("errors.set.", self.errors["set"]),
-            **_prefixed("errors.compute_budget.", self.errors["compute_budget"]),
-            **_prefixed("errors.camera_info.", self.errors["camera_info"]),
-        }
-        statuses = [status(f"{name}: fusion", name, OK if frames else WARN,
-                           f"{frames} frames, {sum(layers.values())} blocks", summary)]  # fmt: skip
-        for modality in MODALITIES:
-            live = modality in self._live
-            score = quality.get(modality)
-            level = OK if live and (score is None or score >= 0.5) else WARN if live else ERROR
-            message = ("timed out" if not live else "waiting" if score is None else
-                       f"switched off by the policy, quality {score:.2f}" if not layers[modality]
-                       else f"{layers[modality]} layers, quality {score:.2f}")  # fmt: skip
-            values = {
-                "alive": live,
-                "layers": layers[modality],
-                "quality": "none" if score is None else score,
-                "received": self.monitor.states[modality].received,
-                **_prefixed("errors.", self.errors[modality]),
-                **_prefixed("sync_drops.", self.sync_drops[modality]),
-            }
-            statuses.append(status(f"{name}: {modality}", modality, level, message, values))
-        statuses += self._diagnose_inputs()
-        self.pub_diagnostics.publish(diagnostic_array(self.get_clock().now().to_msg(), statuses))
+            statuses = [fusion_status(
+                pipeline, result, self.counters, self._latency.summary(),
+                active=self._active, live=self._liveness.live, stale_sets=self._mailbox.dropped,
+                budget={
+                    "budget_in_force": self.budget_in_force(),
+                    "compute_budget_param": self._param("compute_budget"),
+                    "compute_budget_topic": ("none" if self._topic_budget is None
+                                             else self._topic_budget),
+                    "latency_budget_ms": self._param("latency_budget_ms"),
+                },
+            )] + [modality_status(m, pipeline, result, self.counters,
+                                  live=m in self._liveness.live,
+                                  received=self.monitor.states[m].received)
+                  for m in MODALITIES]  # fmt: skip
+        name = self.get_fully_qualified_name()
+        messages = [to_ros(s, f"{name}: {s.name}") for s in statuses] + self._diagnose_inputs()
+        self.pub_diagnostics.publish(diagnostic_array(self.get_clock().now().to_msg(), messages))
 
     def _diagnose_inputs(self) -> list:
         """The monitor's status per input and for the synchronizer; its due findings logged."""
@@ -697,10 +644,6 @@ class FusionNode(LifecycleNode):
             if finding.kind not in SKIPS_LOGGED_BY_THE_NODE:
                 self.get_logger().warning(finding.line())
         return report.statuses
-
-
-def _prefixed(prefix: str, counts: Counter) -> dict[str, int]:
-    return {prefix + kind: count for kind, count in sorted(counts.items())}
 
 
 def _reject(reason: str) -> SetParametersResult:

@@ -28,6 +28,8 @@ from diagnostic_msgs.msg import DiagnosticStatus
 
 from adaptive_fusion.ros import transport
 from adaptive_fusion.ros.diagnostics import ERROR, OK, WARN, status
+from adaptive_fusion.ros.topics import INPUTS
+from adaptive_fusion.runtime.throttle import Throttle
 
 IMAGE, DEPTH, CLOUD, INFO, OTHER = "image", "depth", "cloud", "info", "other"
 BEST_EFFORT, RELIABLE = "best_effort", "reliable"
@@ -145,7 +147,7 @@ class InputMonitor:
         self.last_set: float | None = None
         self.sets = 0
         self.camera_info: tuple[str, int, int] | None = None  # frame_id, width, height
-        self._logged: dict[tuple[str, str], float] = {}
+        self._throttle = Throttle(self.config.throttle_s)
 
     # ------------------------------------------------------------ feeding
 
@@ -483,13 +485,8 @@ class InputMonitor:
         return status(name, "sync", own[0].level if own else OK, message, values)
 
     def _due(self, findings: list[Finding], now: float) -> list[Finding]:
-        due = []
-        for finding in findings:
-            key = (finding.input, finding.kind)
-            if now - self._logged.get(key, -math.inf) >= self.config.throttle_s:
-                self._logged[key] = now
-                due.append(finding)
-        return due
+        self._throttle.period_s = self.config.throttle_s
+        return [f for f in findings if self._throttle.allow((f.input, f.kind), now) is not None]
 
 
 def _clock_cause(now_ns: int, stamp_ns: int) -> tuple[str, str]:
@@ -560,13 +557,6 @@ def qos_names(profile) -> tuple[str, str]:
 
 # ---------------------------------------------------------------- fusion_node's inputs
 
-FUSION_TOPICS = {
-    "camera": "camera/image_raw",
-    "camera_info": "camera/camera_info",
-    "depth": "depth/image_raw",
-    "lidar": "lidar/points",
-    "compute_budget": "compute_budget",
-}
 FUSION_KINDS = {"camera": IMAGE, "camera_info": INFO, "depth": DEPTH, "lidar": CLOUD,
                 "compute_budget": OTHER}  # fmt: skip
 
@@ -579,7 +569,7 @@ def fusion_inputs(
     gives an input's profile (the node's qos.<input>.* overrides)."""
     from adaptive_fusion.ros.qos import LATCHED_QOS, SENSOR_QOS
 
-    topics = {**FUSION_TOPICS, **(topics or {})}
+    topics = {**INPUTS, **(topics or {})}
     profiles = {"compute_budget": LATCHED_QOS, **(qos or {})}
     specs = []
     for name, topic in topics.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterUninitializedException
 
 
 class ParameterValueError(ValueError):
@@ -14,7 +15,7 @@ class ParameterValueError(ValueError):
 @dataclass(frozen=True)
 class Spec:
     name: str
-    default: object
+    default: object  # a value, or a rclpy Parameter.Type for a parameter with no default
     description: str
     bounds: tuple[float, float] | None = None
     read_only: bool = False  # True: set at start-up only (takes effect on configure)
@@ -58,6 +59,16 @@ def check_initial(node, validator) -> None:
     """Run the node's set-parameters validator on the values it started with: overrides from
     the command line or a params file bypass that callback otherwise."""
     names = node.list_parameters([], 0).names  # depth 0: every declared name
-    result = validator(node.get_parameters(names))
+    given = [node.get_parameter(name) for name in names if _is_set(node, name)]
+    result = validator(given)
     if not result.successful:
         raise ParameterValueError(result.reason)
+
+
+def _is_set(node, name: str) -> bool:
+    """False for a parameter declared with a type and no default, and given no value."""
+    try:
+        node.get_parameter(name)
+    except ParameterUninitializedException:
+        return False
+    return True
