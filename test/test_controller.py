@@ -15,13 +15,24 @@ from torch.utils.data import default_collate
 from torch.utils.flop_counter import FlopCounterMode
 
 from adaptive_fusion.cli.main import main
-from adaptive_fusion.controller.checkpoint import (
+from adaptive_fusion.lab.controller.config import load_controller_config
+from adaptive_fusion.lab.controller.data import ControllerDataset, split_controller_batch
+from adaptive_fusion.lab.controller.labels import corruption_labels
+from adaptive_fusion.lab.controller.trainer import ControllerTrainer
+from adaptive_fusion.lab.controller.usage import absent_losses, dropping_helps, use_loss
+from adaptive_fusion.lab.evaluation.runner import count_flops
+from adaptive_fusion.lab.training.augment import CorruptionSampler
+from adaptive_fusion.lab.training.loss import detection_loss, per_sample_detection_loss
+from adaptive_fusion.lab.training.trainer import ResumeError
+from adaptive_fusion.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from adaptive_fusion.model.config import ModelConfig
+from adaptive_fusion.model.detector import AdaptiveFusionDetector
+from adaptive_fusion.policies.checkpoint import (
     DEFAULT_CONTROLLER,
     load_controller,
     save_controller,
 )
-from adaptive_fusion.controller.config import load_controller_config
-from adaptive_fusion.controller.costs import (
+from adaptive_fusion.policies.costs import (
     CostTable,
     CostTableError,
     blank_inputs,
@@ -29,34 +40,24 @@ from adaptive_fusion.controller.costs import (
     flop_cost_table,
     measure_cost_table,
 )
-from adaptive_fusion.controller.data import ControllerDataset, split_controller_batch
-from adaptive_fusion.controller.labels import corruption_labels
-from adaptive_fusion.controller.network import (
+from adaptive_fusion.policies.learned import LearnedAllocator
+from adaptive_fusion.policies.network import (
     ControllerConfig,
     LayerController,
     corruption_kinds,
     slot_spread,
 )
-from adaptive_fusion.controller.policy import LearnedAllocator
-from adaptive_fusion.controller.selection import (
+from adaptive_fusion.policies.registry import make_policy
+from adaptive_fusion.policies.selection import (
     modalities_to_run,
     run_mask,
     select_slots,
     straight_through_gates,
     straight_through_use,
 )
-from adaptive_fusion.controller.trainer import ControllerTrainer
-from adaptive_fusion.controller.usage import absent_losses, dropping_helps, use_loss
-from adaptive_fusion.evaluation.runner import count_flops
-from adaptive_fusion.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from adaptive_fusion.model.config import ModelConfig
-from adaptive_fusion.model.detector import AdaptiveFusionDetector
-from adaptive_fusion.runtime import FusionPipeline, SensorFrame, make_policy
-from adaptive_fusion.training.augment import CorruptionSampler
-from adaptive_fusion.training.loss import detection_loss, per_sample_detection_loss
-from adaptive_fusion.training.trainer import ResumeError
-from adaptive_fusion.world.config import WorldConfig
-from adaptive_fusion.world.world import World
+from adaptive_fusion.runtime import FusionPipeline, SensorFrame
+from adaptive_fusion.sim.config import WorldConfig
+from adaptive_fusion.sim.world import World
 
 torch.set_num_threads(1)
 MODALITIES = ("camera", "depth", "lidar")
@@ -209,7 +210,7 @@ def test_controller_costs_at_most_two_percent_of_the_default_detector():
     inputs = blank_inputs(model_config)
     rasters = {name: torch.from_numpy(r)[None] for name, r in inputs.rasters.items()}
     detector_flops = count_flops(AdaptiveFusionDetector(model_config).eval(), inputs)
-    assert detector_flops == pytest.approx(2.04e9, rel=0.01)
+    assert detector_flops == pytest.approx(2.13e9, rel=0.01)  # the shipped architecture
     flops = []
     for config in (ControllerConfig(), ControllerConfig(may_skip_live=True)):
         with FlopCounterMode(display=False) as counter:
@@ -703,8 +704,12 @@ def test_shipped_controller_moves_blocks_off_a_corrupted_sensor():
     seeded test scenes (its block 0 stays while it runs), and a lidar that invents returns is
     switched off on at least half of the scenes (v7's first controller, trained on the
     teacher-forced loss, kept it on all 4: README, the layer controller)."""
-    from adaptive_fusion.evaluation.report import TEST_FIRST_SEED, parse_conditions, render_test_set
-    from adaptive_fusion.evaluation.sweep import prepare_condition
+    from adaptive_fusion.lab.evaluation.report import (
+        TEST_FIRST_SEED,
+        parse_conditions,
+        render_test_set,
+    )
+    from adaptive_fusion.lab.evaluation.sweep import prepare_condition
     from adaptive_fusion.model.checkpoint import DEFAULT_MODEL
 
     model, _ = load_checkpoint(DEFAULT_MODEL)

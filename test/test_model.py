@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from adaptive_fusion.core.boxes import Boxes3D
 from adaptive_fusion.model.allocation import AllocationError, parse_allocation
 from adaptive_fusion.model.blocks import written_out_attention
 from adaptive_fusion.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -16,7 +17,6 @@ from adaptive_fusion.model.coding import (
     CROSS_CLASS_FACTOR,
     DEPTH_CONFIDENCE_METRES,
     SECOND_DEPTH_POWER,
-    Boxes3D,
     bev_nms,
     decode,
     demote_outranked_classes,
@@ -25,8 +25,8 @@ from adaptive_fusion.model.coding import (
 from adaptive_fusion.model.config import ModelConfig
 from adaptive_fusion.model.detector import AdaptiveFusionDetector, depth_candidates
 from adaptive_fusion.model.inputs import lidar_raster, scaled_intrinsics
-from adaptive_fusion.world.config import WorldConfig
-from adaptive_fusion.world.rig import make_calibration
+from adaptive_fusion.sim.config import WorldConfig
+from adaptive_fusion.sim.rig import make_calibration
 
 # Floors for the shipped model on the 12 fixed test scenes (measured values are in its JSON).
 SHIPPED_CLEAN_MAP = 0.63  # measured 0.685 (v17; v14 0.656: 12 scenes are noisy)
@@ -52,8 +52,11 @@ def test_output_maps_have_grid_shape(model):
     out = model(random_rasters(SMALL, batch=2))
     rows, cols = SMALL.head_grid
     assert out["heatmap"].shape == (2, 3, rows, cols)
+    choices = 2 * SMALL.depth_window**2 + 1  # nearest and farthest of each window cell, free
     assert {k: v.shape[1] for k, v in out.items()} == {
-        "heatmap": 3, "offset": 2, "log_depth": 1, "log_size": 3, "yaw": 2
+        "heatmap": 3, "offset": 2, "log_depth": 1, "log_size": 3, "yaw": 2,
+        "depth_log_scale": 1, "depth_choice": choices, "depth_candidates": choices,
+        "depth_available": choices, "depth_own": choices, "depth_residual": 1,
     }
 
 
@@ -91,8 +94,13 @@ def test_written_out_attention_matches_the_fused_kernel(model):
     training["heatmap"].float().sum().backward()
     assert model.streams["camera"].blocks[0].attn.qkv.weight.grad is not None
     model.zero_grad(set_to_none=True)
+    same_choice = (training["depth_choice"].argmax(1) == inference["depth_choice"].argmax(1))
+    assert same_choice.float().mean() > 0.9
     for name, value in inference.items():
-        assert torch.allclose(training[name].float(), value.float(), atol=0.05, rtol=0.05), name
+        a, b = training[name].float(), value.float()
+        if name == "log_depth":  # an argmax over the depth choice, which rounding may flip
+            a, b = a[same_choice.unsqueeze(1)], b[same_choice.unsqueeze(1)]
+        assert torch.allclose(a, b, atol=0.05, rtol=0.05), name
 
 
 def test_flops_fall_with_blocks_run():
@@ -157,7 +165,7 @@ def make_boxes() -> Boxes3D:
 
 
 def test_encode_then_decode_recovers_boxes():
-    config = ModelConfig()
+    config = ModelConfig(regression_cells=1)  # the centre cells alone
     calib = make_calibration(WorldConfig())
     K = scaled_intrinsics(calib.K, calib.width, calib.height, config)
     truth = make_boxes()
@@ -186,7 +194,7 @@ def test_regression_cells_teach_a_boxs_neighbours_its_regression():
     calib = make_calibration(WorldConfig())
     truth = make_boxes().select(np.array([True, True, False, False]))
     boxes2d = np.array([[100, 100, 140, 140], [150, 110, 158, 130]], np.float32)
-    single, config = ModelConfig(), ModelConfig(regression_cells=3)
+    single, config = ModelConfig(regression_cells=1), ModelConfig(regression_cells=3)
     K = scaled_intrinsics(calib.K, calib.width, calib.height, config)
     one = encode_targets(truth, boxes2d, K, calib.T_cam_lidar, single)
     three = encode_targets(truth, boxes2d, K, calib.T_cam_lidar, config)
@@ -240,7 +248,7 @@ def test_head_kernel_sets_how_far_a_cell_sees():
         nudged = [f.clone() for f in features]
         nudged[0][0, :, 3, 4] += 1.0
         with torch.no_grad():
-            depth = (measured, has, measured, has)
+            depth = (measured, has, measured.repeat(1, 2, 1, 1), has.repeat(1, 2, 1, 1))
             moved = (head(tokens, nudged, *depth)["heatmap"]
                      - head(tokens, features, *depth)["heatmap"]).abs().sum(dim=(0, 1))
         r, c = torch.nonzero(moved > 1e-6, as_tuple=True)
@@ -271,7 +279,7 @@ def test_depth_window_head_adds_the_chosen_candidate():
     detector = AdaptiveFusionDetector(config).eval()
     with torch.no_grad():
         out = detector(random_rasters(config))
-    assert out["depth_choice"].shape[1] == 10
+    assert out["depth_choice"].shape[1] == 2 * 9 + 1
     chosen = out["depth_choice"].max(dim=1, keepdim=True).indices
     assert bool(out["depth_available"].gather(1, chosen).gt(0.5).all())  # never a missing one
     torch.testing.assert_close(
@@ -280,45 +288,24 @@ def test_depth_window_head_adds_the_chosen_candidate():
         replace(SMALL, depth_window=4).validate()
 
 
-def test_per_sensor_references_offer_each_sensors_nearest_and_farthest_return():
-    """With depth_references "per_sensor" the window is read from four maps: the lidar's and the
-    depth camera's nearest and farthest return per cell (farthest never nearer); the own cell of
-    each is marked; a dead lidar leaves its two maps unavailable, not the depth camera's."""
-    config = replace(SMALL, depth_window=3, depth_references="per_sensor")
+def test_references_offer_each_cells_nearest_and_farthest_return():
+    """The window is read from two maps, each cell's nearest and farthest measurement (lidar
+    over the depth camera; the farthest never nearer), and the own cell of each is marked."""
+    config = replace(SMALL, depth_window=3)
     torch.manual_seed(0)
-    detector = AdaptiveFusionDetector(config).eval()
-    rasters = random_rasters(config)
     with torch.no_grad():
-        out = detector(rasters)
-        without_lidar = detector({k: v for k, v in rasters.items() if k != "lidar"})
-    assert out["depth_choice"].shape[1] == out["depth_candidates"].shape[1] == 4 * 9 + 1
-    assert torch.nonzero(out["depth_own"].flatten()).flatten().tolist() == [4, 13, 22, 31]
-    own = out["depth_candidates"][:, [4, 13, 22, 31]]
-    has = out["depth_available"][:, [4, 13, 22, 31]] > 0.5
-    assert bool(has.any())
-    for near, far in ((0, 1), (2, 3)):
-        both = has[:, near] & has[:, far]
-        assert bool((own[:, far][both] >= own[:, near][both]).all())
-    # the depth camera's maps come first, then the lidar's
-    assert without_lidar["depth_available"][:, 18:36].max() == 0
-    torch.testing.assert_close(without_lidar["depth_available"][:, :18],
-                               out["depth_available"][:, :18])
-    # "nearest_and_farthest": the sensors merged (lidar over the depth camera), two maps
-    merged = AdaptiveFusionDetector(replace(config, depth_references="nearest_and_farthest"))
-    with torch.no_grad():
-        out = merged.eval()(rasters)
+        out = AdaptiveFusionDetector(config).eval()(random_rasters(config))
+    assert out["depth_choice"].shape[1] == out["depth_candidates"].shape[1] == 2 * 9 + 1
     assert torch.nonzero(out["depth_own"].flatten()).flatten().tolist() == [4, 13]
     both = (out["depth_available"][:, 4] > 0.5) & (out["depth_available"][:, 13] > 0.5)
     assert bool(both.any())
     assert bool((out["depth_candidates"][:, 13][both] >= out["depth_candidates"][:, 4][both]).all())
-    with pytest.raises(ValueError, match="depth_references"):
-        replace(SMALL, depth_references="median").validate()
 
 
 def test_depth_confidence_ranks_a_doubtful_depth_below_a_sure_one():
     """Two equal heatmap peaks: the one whose head expects a 4 m depth error scores lower than
     the one expecting 0.1 m, by the factor exp(-sigma / DEPTH_CONFIDENCE_METRES)."""
-    config = replace(SMALL, depth_uncertainty=True)
+    config = SMALL
     torch.manual_seed(0)
     out = AdaptiveFusionDetector(config).eval()(random_rasters(config))
     assert out["depth_log_scale"].shape == (1, 1, *config.head_grid)

@@ -3,15 +3,13 @@ them, so every size that shapes a tensor lives here."""
 
 from dataclasses import asdict, dataclass, field
 
-from ..world.frames import CLASSES, MODALITIES
-
-# depth_references -> how many reference maps it gives per head cell
-DEPTH_REFERENCES = {"nearest": 1, "nearest_and_farthest": 2, "per_sensor": 4}
+from adaptive_fusion.core.frames import CLASSES, MODALITIES
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Sizes of the detector. The token grid is the camera patch grid of the model's input size."""
+    """Sizes of the detector; the defaults are the shipped model (adaptive_fusion/models/default).
+    The token grid is the camera patch grid of the model's input size."""
 
     image_width: int = 320
     image_height: int = 240
@@ -19,34 +17,22 @@ class ModelConfig:
     head_stride: int = 8  # pixels per detection head cell: finer than the tokens, for small objects
     stem_channels: int = 32  # channels of each modality's stem at the head stride
     head_channels: int = 64
-    head_kernel: int = 1  # spatial kernel of the head's hidden layer; 1 = a per-cell MLP
-    # Side, in head cells, of the window whose measured depths a box cell may choose from as its
-    # depth reference (an occluded object's own surface is often a neighbour cell's); 0 = no
-    # choice, the cell's own measurement (the v1-v3 models). v4 used 3, trained to keep its own
-    # cell whenever that sees the box (training/loss.py): +5 points of clean mAP; v5 uses 5.
-    depth_window: int = 0
-    # One more head channel: the log scale of a Laplace distribution over the error of the
-    # predicted log depth (the depth error the head expects at this cell; training/loss.py).
-    # Decoding multiplies a box's score by a confidence from it, so that boxes placed at the
-    # wrong depth (mostly partly hidden objects, at their occluder's depth) rank lower.
-    depth_uncertainty: bool = False
-    # Which measurements of each window cell are references: "nearest", the nearest return of
-    # the cell (lidar, else the depth camera; v4, v5); "nearest_and_farthest", that and the
-    # farthest (two per cell); "per_sensor", each sensor's nearest and farthest (four). An
-    # occluded object's surface is mostly behind its occluder within a cell: among v5's misses of
-    # objects under half visible, a "nearest" reference lies on the object for 21%, one of the
-    # "nearest_and_farthest" for 64%, one of the "per_sensor" for 86% (runs/s9/cand_options.py).
-    depth_references: str = "nearest"
+    head_kernel: int = 3  # spatial kernel of the head's hidden layer; 1 = a per-cell MLP
+    # Side, in head cells (odd), of the window whose measured depths a box cell may choose from
+    # as its depth reference: an occluded object's own surface is often a neighbour cell's. Each
+    # window cell offers its nearest and its farthest measurement (an occluded object's surface
+    # mostly lies behind its occluder within a cell), plus a free regression. The head also
+    # predicts the error it expects of its log depth (a Laplace scale), which decoding turns
+    # into a confidence, so that boxes placed at the wrong depth rank lower (docs/model.md).
+    depth_window: int = 5
     # Side of the square of head cells around a box's centre cell that learn its regression (a
-    # training target, not a tensor shape): 1, the centre cell alone (v1-v5); 3, its
-    # neighbours too, weighted by the heatmap splat there. Decoding merges the boxes of
-    # neighbouring cells (coding.bev_nms), so their own estimates count.
-    regression_cells: int = 1
+    # training target, not a tensor shape), weighted by the heatmap splat there. Decoding merges
+    # the boxes of neighbouring cells (coding.bev_nms), so their own estimates count.
+    regression_cells: int = 3
     dim: int = 128
     heads: int = 4
     mlp_ratio: int = 2
     layers: int = 8  # transformer blocks per modality
-    fusion_layers: int = 0
     lidar_raster_stride: int = 4  # lidar rasterised at image/4, then patched
     depth_raster_stride: int = 2  # depth average-pooled at image/2, then patched
     max_depth: float = 80.0  # metres; inverse-depth normalisation and decoding range
@@ -102,13 +88,10 @@ class ModelConfig:
                                  f"{self.head_stride}, as a multiple")
         if self.head_kernel < 1 or self.head_kernel % 2 == 0:
             raise ValueError(f"head_kernel {self.head_kernel} must be odd and >= 1")
-        if self.depth_window < 0 or (self.depth_window and self.depth_window % 2 == 0):
-            raise ValueError(f"depth_window {self.depth_window} must be 0 or odd")
+        if self.depth_window < 1 or self.depth_window % 2 == 0:
+            raise ValueError(f"depth_window {self.depth_window} must be odd and >= 1")
         if self.regression_cells < 1 or self.regression_cells % 2 == 0:
             raise ValueError(f"regression_cells {self.regression_cells} must be odd and >= 1")
-        if self.depth_references not in DEPTH_REFERENCES:
-            raise ValueError(f"depth_references {self.depth_references!r} is not one of "
-                             f"{', '.join(DEPTH_REFERENCES)}")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
         if self.layers < 1:

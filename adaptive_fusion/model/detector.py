@@ -9,13 +9,12 @@ projected box centre, log camera depth of the centre, log size and yaw (sin, cos
 
 The log depth is predicted as a residual to a measured depth (nearest lidar return, else the depth
 camera): reading a metric value back out of deep token features is what the model learned slowest,
-and the measurement is already there. With config.depth_window the head also chooses which
-measurement: that of any cell in the window around it, or none (a free regression). The cell's own
-nearest return is the occluder for most partly hidden objects, whose own surface shows in a
-neighbouring cell. config.depth_references adds each cell's farthest measurement (and may keep
-the sensors apart), so that a surface just behind an occluder's edge is a reference too.
-With config.depth_uncertainty one more channel, "depth_log_scale", is the log of the depth
-error the head expects (a Laplace scale on log depth), which decoding turns into a confidence.
+and the measurement is already there. The head also chooses which measurement: the nearest or the
+farthest of any cell in the config.depth_window window around it, or none (a free regression).
+The cell's own nearest return is the occluder for most partly hidden objects, whose own surface
+shows in a neighbouring cell or just behind the occluder's edge. One more channel,
+"depth_log_scale", is the log of the depth error the head expects (a Laplace scale on log depth),
+which decoding turns into a confidence.
 """
 
 import math
@@ -26,15 +25,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
-from .allocation import full_allocation, normalise_allocation
-from .blocks import Block
-from .config import DEPTH_REFERENCES, ModelConfig
-from .inputs import MIN_RANGE
-from .streams import SideBySideStreams, Units, drain
-from .tokenizers import build_tokenizers, raster_stride
+from adaptive_fusion.model.allocation import full_allocation, normalise_allocation
+from adaptive_fusion.model.blocks import Block
+from adaptive_fusion.model.config import ModelConfig
+from adaptive_fusion.model.inputs import MIN_RANGE
+from adaptive_fusion.model.streams import SideBySideStreams, Units, drain
+from adaptive_fusion.model.tokenizers import build_tokenizers, raster_stride
 
 REGRESSION_CHANNELS = {"offset": 2, "log_depth": 1, "log_size": 3, "yaw": 2}
 HEATMAP_PRIOR = 0.1  # initial foreground probability, as CenterNet initialises its heatmap bias
+REFERENCE_MAPS = 2  # per head cell: its nearest and its farthest measured depth
 NO_MEASUREMENT = 2.0  # above any normalised depth (<= 1): marks raster pixels without one
 
 
@@ -98,20 +98,15 @@ class DetectionHead(nn.Module):
         kernel = config.head_kernel
         self.mix = nn.Conv2d(channels, channels, kernel, padding=kernel // 2)
         self.window = config.depth_window
-        references = DEPTH_REFERENCES[config.depth_references]
-        choices = references * self.window**2 + 1 if self.window else 0
+        choices = REFERENCE_MAPS * self.window**2 + 1
         # 1 at the candidates that are the head cell's own measurements (the window's centre of
         # each reference map): the loss prefers them when they lie on the box.
         own = torch.zeros(1, choices, 1, 1)
-        if self.window:
-            own[0, [k * self.window**2 + self.window**2 // 2 for k in range(references)]] = 1.0
+        own[0, [k * self.window**2 + self.window**2 // 2 for k in range(REFERENCE_MAPS)]] = 1.0
         self.register_buffer("own_cells", own, persistent=False)
-        self.uncertainty = config.depth_uncertainty
-        self.out = nn.Conv2d(
-            channels,
-            len(config.classes) + sum(REGRESSION_CHANNELS.values()) + choices + self.uncertainty,
-            1,
-        )
+        # + 1: the log scale of the expected depth error
+        outputs = len(config.classes) + sum(REGRESSION_CHANNELS.values()) + choices + 1
+        self.out = nn.Conv2d(channels, outputs, 1)
         self.classes = len(config.classes)
         with torch.no_grad():
             self.out.bias[: self.classes] = -math.log(1 / HEATMAP_PRIOR - 1)
@@ -123,8 +118,8 @@ class DetectionHead(nn.Module):
         references: torch.Tensor, has_reference: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         """measured, has_measured: each cell's nearest measurement (B, 1, rows, cols), an input;
-        references, has_reference: the depth_references maps (B, R, rows, cols) the window's
-        candidates come from."""
+        references, has_reference: the nearest and farthest measurement of each cell
+        (B, REFERENCE_MAPS, rows, cols), where the window's candidates come from."""
         # Channels-last throughout, the 1x1 convolutions as linear maps over a cell's channels
         # (the same weights): at batch 1 on a CPU a 1x1 convolution over a concatenation of
         # channels-last maps went through copies and torch's slow convolution path.
@@ -146,13 +141,9 @@ class DetectionHead(nn.Module):
         parts = maps[:, self.classes : self.classes + regression].split(
             list(REGRESSION_CHANNELS.values()), dim=1)
         outputs.update(zip(REGRESSION_CHANNELS, parts, strict=True))
-        if self.uncertainty:
-            outputs["depth_log_scale"] = maps[:, -1:]
-            maps = maps[:, :-1]
+        outputs["depth_log_scale"] = maps[:, -1:]
+        maps = maps[:, :-1]
         offset, scale = self.log_range
-        if not self.window:
-            outputs["log_depth"] = outputs["log_depth"] + has_measured * (offset + scale * measured)
-            return outputs
         candidates, available = depth_candidates(offset + scale * references, has_reference,
                                                  self.window)
         # log(availability): 0 for an available candidate, about -14 for a missing one, and
@@ -192,19 +183,18 @@ def depth_candidates(
 
 def cell_depths(
     raster: torch.Tensor, value: int, valid: int, stride: int, config: ModelConfig,
-    farthest: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Over each head cell of a depth or lidar raster: the smallest normalised log depth, whether
-    the cell has any, and with `farthest` the largest (else None); (B, 1, rows, cols) each. The
+    the cell has any, and the largest; (B, 1, rows, cols) each. The
     nearest surface because an object in front of background is what a box centre sits behind;
     the farthest is the surface behind an occluder's edge, often a partly hidden object's own.
     Both from one pooling of the negated and the plain depth side by side."""
     depth = raster[:, value : value + 1]
-    stack = torch.cat([-depth, depth], 1) if farthest else -depth
+    stack = torch.cat([-depth, depth], 1)
     pooled = F.max_pool2d(torch.where(raster[:, valid : valid + 1] > 0, stack, -NO_MEASUREMENT),
                           config.head_stride // stride)
     nearest = -pooled[:, :1]
-    return nearest, (nearest < NO_MEASUREMENT).to(raster.dtype), pooled[:, 1:] if farthest else None
+    return nearest, (nearest < NO_MEASUREMENT).to(raster.dtype), pooled[:, 1:]
 
 
 def apply_presence(
@@ -233,9 +223,6 @@ class AdaptiveFusionDetector(nn.Module):
             {name: ModalityStream(config, stems[name]) for name in config.modalities}
         )
         self.fuse = nn.Linear(len(config.modalities) * config.dim, config.dim)
-        self.fusion_blocks = nn.ModuleList(
-            Block(config.dim, config.heads, config.mlp_ratio) for _ in range(config.fusion_layers)
-        )
         self.norm = nn.LayerNorm(config.dim)
         self.head = DetectionHead(config)
         # Set to a runner (streams.py) to run the modality streams side by side where that
@@ -337,8 +324,6 @@ class AdaptiveFusionDetector(nn.Module):
         Public so that a search over allocations can fuse precomputed stream outputs."""
         config = self.config
         batch = x.shape[0]
-        for block in self.fusion_blocks:
-            x = block(x)
         x = self.norm(x)
         measured, has_measured, references, has_reference = self._measured_depth(
             rasters, live, batch)
@@ -354,37 +339,29 @@ class AdaptiveFusionDetector(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per head cell, of the modalities that are live for each sample: the nearest lidar
         depth, else the nearest depth-camera depth, and whether there is one (B, 1, rows, cols);
-        then the depth_references maps and their availability (B, R, rows, cols)."""
+        then each cell's nearest and farthest measurement and their availability
+        (B, REFERENCE_MAPS, rows, cols)."""
         config = self.config
         rows, cols = config.head_grid
         device = next(self.parameters()).device
         measured = torch.zeros(batch, 1, rows, cols, device=device)
         has = torch.zeros_like(measured)
-        mode = config.depth_references
-        none = measured  # all zeros; the maps below are replaced, never written in place
-        per_sensor, farthest, has_far = [], none, none
+        farthest = has_far = measured  # all zeros; replaced below, never written in place
         # (raster channel of the normalised log depth, of its validity); lidar last so it wins
         channels = {"depth": (0, 1), "lidar": (0, 3)}
         for name, (value, valid) in channels.items():
             if name not in live:
-                per_sensor += [(none, none), (none, none)]
                 continue
             raster = rasters[name].float()
             nearest, found, far = cell_depths(raster, value, valid, raster_stride(name, config),
-                                              config, farthest=mode != "nearest")
+                                              config)
             if live[name] is not None:
                 found = found * live[name].view(-1, 1, 1, 1).to(found.dtype)
             measured = torch.where(found > 0, nearest, measured)
             has = torch.maximum(has, found)
-            if mode != "nearest":
-                per_sensor += [(nearest, found), (far, found)]
-                farthest = torch.where(found > 0, far, farthest)
-                has_far = torch.maximum(has_far, found)
-        if mode == "nearest":
-            return measured, has, measured, has
-        maps = per_sensor if mode == "per_sensor" else [(measured, has), (farthest, has_far)]
-        return (measured, has, torch.cat([m for m, _ in maps], 1),
-                torch.cat([h for _, h in maps], 1))
+            farthest = torch.where(found > 0, far, farthest)
+            has_far = torch.maximum(has_far, found)
+        return measured, has, torch.cat([measured, farthest], 1), torch.cat([has, has_far], 1)
 
     @staticmethod
     def _batch_size(rasters: Mapping[str, torch.Tensor]) -> int:
