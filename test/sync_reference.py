@@ -1,9 +1,10 @@
 """The approximate-time policy written the obvious way, and the workload it is checked on.
 
 `ReferencePolicy` is upstream message_filters' algorithm step by step (dict queues, sorted
-candidate lists, full itertools.product walk) with `<= slop`; `purge_stale=True` adds the stale
-rule of approximate.py. Tests and bench/bench_sync.py compare the fast synchronizer's emitted
-sets against it; it is deliberately slow and not meant for use on a robot.
+candidate lists, full itertools.product walk) with `<= slop` (`strict=True`: upstream's `<`
+exactly); `purge_stale=True` adds the stale rule of approximate.py. Tests and bench/bench_sync.py
+compare the fast synchronizer's emitted sets against it; it is deliberately slow and not meant
+for use on a robot.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import numpy as np
 class ReferencePolicy:
     """Upstream ApproximateTimeSynchronizer.add on integer-nanosecond stamps."""
 
-    def __init__(self, inputs: int, queue_size: int, slop_ns: int, purge_stale: bool = False):
+    def __init__(self, inputs: int, queue_size: int, slop_ns: int, purge_stale: bool = False,
+                 strict: bool = False):
         self.queues: list[dict[int, object]] = [{} for _ in range(inputs)]
         self.queue_size = queue_size
         self.slop = slop_ns
         self.purge_stale = purge_stale
+        self.strict = strict
         self.newest: list[int | None] = [None] * inputs
 
     def add(self, index: int, stamp: int, msg) -> list | None:
@@ -49,7 +52,9 @@ class ReferencePolicy:
             stamps = list(combination)
             stamps.insert(index, stamp)
             pairs = list(zip(self.queues, stamps, strict=True))
-            if max(stamps) - min(stamps) <= self.slop and all(s in q for q, s in pairs):
+            spread = max(stamps) - min(stamps)
+            within = spread < self.slop if self.strict else spread <= self.slop
+            if within and all(s in q for q, s in pairs):
                 msgs = [q[s] for q, s in pairs]
                 for q, s in pairs:
                     del q[s]

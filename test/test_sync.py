@@ -7,6 +7,11 @@ import threading
 from types import SimpleNamespace
 
 import pytest
+from builtin_interfaces.msg import Time as TimeMsg
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rclpy.clock_type import ClockType
+from rclpy.time import Time
 from sync_reference import ReferencePolicy, jittered_workload
 
 from adaptive_fusion.sync import (
@@ -24,7 +29,7 @@ MS = 1_000_000
 
 
 def stamped(stamp_ns: int, tag=None):
-    stamp = SimpleNamespace(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
+    stamp = TimeMsg(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
     return SimpleNamespace(header=SimpleNamespace(stamp=stamp), stamp=stamp_ns, tag=tag)
 
 
@@ -86,7 +91,7 @@ def test_nearest_candidate_wins_and_order_is_input_order():
 
 
 def test_stale_messages_are_purged_counted_and_reported():
-    h = Harness(2, 100, 0.05)
+    h = Harness(2, 100, 0.05, purge_stale=True)
     for k in range(5):
         h.feed(0, (1000 + 10 * k) * MS)  # never matched: input 1 starts far later
     h.feed(1, 2000 * MS)
@@ -117,9 +122,10 @@ def test_duplicate_stamp_replaces_the_queued_message_and_reports_it():
 
 
 @pytest.mark.parametrize("queue_size", [10, 100])
-def test_three_inputs_at_30_15_10_hz_emit_upstreams_sets(queue_size):
+@pytest.mark.parametrize("purge_stale", [False, True])
+def test_three_inputs_at_30_15_10_hz_emit_upstreams_sets(queue_size, purge_stale):
     events = jittered_workload((30, 15, 10), 20.0, 0.002, 0.005, seed=7)
-    h = Harness(3, queue_size, 0.05)
+    h = Harness(3, queue_size, 0.05, purge_stale=purge_stale)
     for index, stamp in events:
         h.feed(index, stamp)
     expected = reference_sets(events, 3, queue_size, 50 * MS, purge_stale=False)
@@ -128,11 +134,13 @@ def test_three_inputs_at_30_15_10_hz_emit_upstreams_sets(queue_size):
     assert all(max(s) - min(s) <= 50 * MS for s in expected)
     total_left = sum(h.sync.queued())
     assert 3 * len(h.sets) + len(h.drops) + total_left == len(events)
-    assert total_left <= 6  # stale messages do not pile up to queue_size
+    if purge_stale:
+        assert total_left <= 6  # stale messages do not pile up to queue_size
 
 
+@pytest.mark.parametrize("purge_stale", [False, True])
 @pytest.mark.parametrize("seed", range(40))
-def test_out_of_order_duplicates_and_ties_match_reference(seed):
+def test_out_of_order_duplicates_and_ties_match_reference(seed, purge_stale):
     """Shuffled arrival, repeated stamps, equal |delta| ties and a wide slop (many candidates
     per input, so the product order matters) on 2-4 inputs."""
     rng = random.Random(seed)
@@ -141,12 +149,59 @@ def test_out_of_order_duplicates_and_ties_match_reference(seed):
     slop = rng.choice([5, 20, 60]) * MS
     events = [(rng.randrange(inputs), rng.randrange(0, 200) * MS) for _ in range(300)]
     events.sort(key=lambda e: e[1] + rng.randrange(0, 80) * MS)  # bounded disorder
-    h = Harness(inputs, queue_size, slop / 1e9)
+    h = Harness(inputs, queue_size, slop / 1e9, purge_stale=purge_stale)
     for index, stamp in events:
         h.feed(index, stamp)
-    assert h.stamps() == reference_sets(events, inputs, queue_size, slop, purge_stale=True)
+    assert h.stamps() == reference_sets(events, inputs, queue_size, slop, purge_stale)
     assert len(h.sets) > 0
     assert inputs * len(h.sets) + len(h.drops) + sum(h.sync.queued()) == len(events)
+
+
+# Streams as upstream users meet them: 2-4 inputs, stamps on a 1 ms grid arriving in any order,
+# repeats, queues from 1 to 12. The slop is a whole number of ms plus 0.5 ms, so no spread equals
+# it and upstream's strict `<` and our `<=` agree: the sets must be exactly upstream's.
+streams = st.integers(min_value=2, max_value=4).flatmap(lambda inputs: st.tuples(
+    st.just(inputs),
+    st.integers(min_value=1, max_value=12),
+    st.integers(min_value=0, max_value=40),
+    st.lists(st.tuples(st.integers(0, inputs - 1), st.integers(0, 150)), max_size=120),
+))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(streams)
+def test_any_arrival_order_gives_upstreams_sets(stream):
+    inputs, queue_size, slop_ms, events = stream
+    slop_ns = slop_ms * MS + MS // 2
+    events = [(index, stamp * MS) for index, stamp in events]
+    h = Harness(inputs, queue_size, slop_ns / 1e9)
+    for index, stamp in events:
+        h.feed(index, stamp)
+    upstream = ReferencePolicy(inputs, queue_size, slop_ns, strict=True)
+    expected = [tuple(s) for index, stamp in events
+                if (s := upstream.add(index, stamp, stamp)) is not None]  # fmt: skip
+    assert h.stamps() == expected
+    assert inputs * len(h.sets) + len(h.drops) + sum(h.sync.queued()) == len(events)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(streams)
+def test_upstream_message_filters_forms_the_same_sets_where_installed(stream):
+    """On a robot with a ROS 2 distribution fusion_node uses upstream message_filters: the same
+    streams must give the same sets there (this runs under colcon test; PyPI has no
+    message_filters, so here the reference policy above stands in for it)."""
+    upstream = pytest.importorskip("message_filters")
+    inputs, queue_size, slop_ms, events = stream
+    slop_ns = slop_ms * MS + MS // 2
+    theirs, ours = [upstream.SimpleFilter() for _ in range(inputs)], Harness(inputs, queue_size,
+                                                                            slop_ns / 1e9)
+    sync = upstream.ApproximateTimeSynchronizer(theirs, queue_size, slop_ns / 1e9)
+    sets = []
+    sync.registerCallback(lambda *msgs: sets.append(tuple(m.stamp for m in msgs)))
+    for index, stamp in events:
+        theirs[index].signalMessage(stamped(stamp * MS))
+        ours.feed(index, stamp * MS)
+    assert ours.stamps() == sets
 
 
 def test_headerless_messages_use_the_arrival_clock_or_are_dropped():
@@ -219,11 +274,16 @@ def test_time_synchronizer_matches_equal_stamps_only():
     sync.registerCallback(lambda *m: sets.append(tuple(x.stamp for x in m)))
     inputs[0].signalMessage(stamped(1000 * MS))
     inputs[1].signalMessage(stamped(1000 * MS - 1))
-    assert sets == [] and sync.drop_counts[STALE] == 1  # input 0 is past it: it can never match
+    assert sets == [] and sync.queued() == [1, 1]
     inputs[1].signalMessage(stamped(1000 * MS))
     inputs[1].signalMessage(stamped(2000 * MS))
     inputs[0].signalMessage(stamped(2000 * MS))
     assert sets == [(1000 * MS, 1000 * MS), (2000 * MS, 2000 * MS)]
+    assert sync.queued() == [0, 1]  # as upstream: kept until the queue overflows
+    purging = TimeSynchronizer([SimpleFilter(), SimpleFilter()], 10, purge_stale=True)
+    for index, stamp in ((0, 1000 * MS), (1, 1000 * MS - 1)):
+        purging.add(stamped(stamp), index)
+    assert purging.drop_counts[STALE] == 1  # input 0 is past it: it can never match
 
 
 def test_cache_keeps_the_last_n_and_answers_time_queries():
@@ -236,8 +296,25 @@ def test_cache_keeps_the_last_n_and_answers_time_queries():
         source.signalMessage(m)
     assert passed == msgs
     assert [m.tag for m in cache.cache_msgs] == [3, 4, 5]
-    assert cache.getOldestTime() == 300 * MS and cache.getLatestTime() == 500 * MS
+    assert cache.getOldestTime() == Time(nanoseconds=300 * MS, clock_type=ClockType.ROS_TIME)
+    assert cache.getLatestTime() == cache.getLastestTime() == Time(nanoseconds=500 * MS,
+                                                                    clock_type=ClockType.ROS_TIME)
     assert [m.tag for m in cache.getInterval(0.35, 0.5)] == [4, 5]
     assert cache.getElemAfterTime(350 * MS).tag == 4
     assert cache.getElemBeforeTime(stamped(450 * MS).header.stamp).tag == 4
     assert cache.getElemBeforeTime(0.1) is None and cache.getLast().tag == 5
+    with pytest.raises(ValueError, match="after to_stamp"):
+        cache.getInterval(0.5, 0.35)
+
+
+def test_cache_accessors_follow_upstream_when_stamps_arrive_out_of_order():
+    """Upstream's getLatestTime is the last cached message's stamp (not the largest), and its
+    getLast the first cached message stamped at or after that."""
+    source = SimpleFilter()
+    cache = Cache(source, cache_size=5)
+    for stamp, tag in ((300, "a"), (500, "b"), (400, "c")):
+        source.signalMessage(stamped(stamp * MS, tag=tag))
+    assert cache.getLatestTime().nanoseconds == 400 * MS
+    assert cache.getOldestTime().nanoseconds == 300 * MS
+    assert cache.getLast().tag == "b"
+    assert Cache(SimpleFilter()).getLatestTime() is None and Cache(SimpleFilter()).getLast() is None

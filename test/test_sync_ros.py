@@ -59,7 +59,7 @@ def test_best_effort_sensors_are_synchronized_over_dds(ros_context):
         filters.sensor_subscriber(fusion, Image, "camera/image_raw"),
         Subscriber(fusion, PointCloud2, "lidar/points"),  # sensor-data QoS by default
     ]
-    sync = ApproximateTimeSynchronizer(inputs, queue_size=10, slop=0.05)
+    sync = ApproximateTimeSynchronizer(inputs, queue_size=10, slop=0.05, purge_stale=True)
     received, drops = [], []
     sync.registerCallback(lambda image, cloud: received.append((image, cloud)))
     assert filters.observe_drops(sync, lambda msg, index, reason: drops.append((index, reason)))

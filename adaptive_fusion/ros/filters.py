@@ -1,8 +1,9 @@
 """The one place that picks the message_filters implementation: upstream's where a ROS 2
 distribution provides it, adaptive_fusion.sync otherwise (PyPI has no message_filters).
 
-Callers pass `qos_profile` explicitly (see `sensor_subscriber`) because the two defaults
-differ, and use `observe_drops` because only ours reports dropped messages.
+Both form the same sets from the same messages (docs/architecture.md). Callers pass
+`qos_profile` explicitly (see `sensor_subscriber`) because the two Subscriber defaults differ,
+and use `observe_drops` because only ours reports dropped messages.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Drop-in for message_filters' Python API (not on PyPI) without its known faults; see
-approximate.py. Only `Subscriber` needs rclpy, and it is imported on first use, so the
-synchronizers work (and are tested) without ROS."""
+"""Drop-in for message_filters' Python API (not on PyPI): the same sets from the same messages,
+in any arrival order, without upstream's known faults; see approximate.py. Only `Subscriber`
+needs rclpy, and it is imported on first use, so the synchronizers work (and are tested)
+without ROS; Cache's time accessors import rclpy's Time when called, as upstream returns it."""
 
 from adaptive_fusion.sync.approximate import (
     DROP_REASONS,

@@ -4,17 +4,22 @@ minus its known faults.
 Matching follows upstream: when a message stamped t arrives on input i, each other input's
 queued stamps within `slop` of t are ranked by |stamp - t| (ties in queue insertion order), and
 the first combination in itertools.product order over those rankings whose spread is within
-slop is emitted and dequeued. Differences, all deliberate:
-- spreads of exactly `slop` match (upstream uses a strict `<`);
-- a queued message is purged as stale once every other input's newest stamp is more than
-  `slop` past it: with each input arriving in stamp order no later message could match it, so
-  on such streams the emitted sets are exactly upstream's;
+slop is emitted and dequeued; a queue over `queue_size` loses its oldest stamp. Messages may
+arrive in any stamp order, and every set upstream forms is formed here. Differences, none of
+which changes what code written for upstream receives:
+- spreads of exactly `slop` match (upstream uses a strict `<`, so two inputs exactly `slop`
+  apart never pair there);
 - the product walk is replaced by a greedy search with an exact feasibility test (it returns
   the same first combination without enumerating the product) over sorted stamp lists, so the
   cost per message does not grow with the queue size;
-- user and drop callbacks run after the lock is released;
+- user and drop callbacks run after the lock is released (a callback may add to the filter);
 - every message that leaves without being emitted is counted per reason and input and handed
-  to the drop callbacks.
+  to the drop callbacks (`registerDropCallback`; upstream drops silently).
+One difference is an option, off by default because it breaks upstream's behaviour when an
+input's messages arrive out of stamp order: `purge_stale=True` drops a queued message as soon
+as every other input's newest stamp is more than `slop` past it (upstream keeps it until the
+queue overflows). With each input arriving in stamp order no later message could match it, so
+on such streams the emitted sets are still upstream's, and the queues stay short.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class ApproximateTimeSynchronizer(SimpleFilter):
         slop: float,
         allow_headerless: bool = False,
         clock: Callable[[], int] | None = None,
+        purge_stale: bool = False,
     ) -> None:
         super().__init__()
         if queue_size < 1 or slop < 0:
@@ -50,6 +56,7 @@ class ApproximateTimeSynchronizer(SimpleFilter):
         self.queue_size = queue_size
         self.slop = slop
         self.allow_headerless = allow_headerless
+        self.purge_stale = purge_stale
         self.drop_counts: Counter[str] = Counter()
         self.dropped_per_input = [0] * len(fs)
         self.emitted_sets = 0
@@ -126,7 +133,8 @@ class ApproximateTimeSynchronizer(SimpleFilter):
         if newest is None or stamp > newest:
             self._newest[index] = stamp
         emitted = self._match(index, stamp) if stamp in queue else None
-        self._purge_stale(dropped)
+        if self.purge_stale:
+            self._purge_stale(dropped)
         return emitted, dropped
 
     def _match(self, index: int, stamp: int) -> list | None:
@@ -218,7 +226,9 @@ def _completable(rankings: list, start: int, low: int, high: int, slop: int) -> 
 
 
 class TimeSynchronizer(ApproximateTimeSynchronizer):
-    """Exact-stamp synchronizer: an approximate one with zero slop (stale purging included)."""
+    """Exact-stamp synchronizer: an approximate one with zero slop."""
 
-    def __init__(self, fs: Sequence[SimpleFilter], queue_size: int) -> None:
-        super().__init__(fs, queue_size, slop=0.0)
+    def __init__(
+        self, fs: Sequence[SimpleFilter], queue_size: int, purge_stale: bool = False
+    ) -> None:
+        super().__init__(fs, queue_size, slop=0.0, purge_stale=purge_stale)

@@ -12,8 +12,10 @@ _log = logging.getLogger(__name__)
 class Cache(SimpleFilter):
     """Keeps the `cache_size` most recent messages of `f` and passes each one on.
 
-    Times are returned as integer nanoseconds; time arguments may be int nanoseconds, float
-    seconds, builtin_interfaces/Time or rclpy Time."""
+    As upstream: times are returned as rclpy Time (ROS time), `getLast` is the first cached
+    message stamped at or after the last one's stamp, and `getInterval` refuses an empty range.
+    Beyond upstream, time arguments may also be int nanoseconds, float seconds or
+    builtin_interfaces/Time, not only rclpy Time."""
 
     def __init__(self, f, cache_size: int = 1, allow_headerless: bool = False) -> None:
         super().__init__()
@@ -47,6 +49,8 @@ class Cache(SimpleFilter):
     def getInterval(self, from_stamp, to_stamp) -> list:
         """Messages stamped within [from_stamp, to_stamp], in arrival order."""
         start, end = to_ns(from_stamp), to_ns(to_stamp)
+        if start > end:  # upstream asserts it
+            raise ValueError(f"getInterval: from_stamp {start} ns is after to_stamp {end} ns")
         return [m for t, m in self._entries() if start <= t <= end]
 
     def getElemAfterTime(self, stamp):
@@ -60,13 +64,25 @@ class Cache(SimpleFilter):
         before = [m for t, m in self._entries() if t <= stamp]
         return before[-1] if before else None
 
-    def getLatestTime(self) -> int | None:
-        return self.cache_times[-1] if self.cache_times else None
+    def getLatestTime(self):
+        """The stamp of the message cached last (rclpy Time), or None."""
+        return _ros_time(self.cache_times[-1]) if self.cache_times else None
 
     getLastestTime = getLatestTime  # upstream's spelling
 
-    def getOldestTime(self) -> int | None:
-        return self.cache_times[0] if self.cache_times else None
+    def getOldestTime(self):
+        """The stamp of the oldest message still cached (rclpy Time), or None."""
+        return _ros_time(self.cache_times[0]) if self.cache_times else None
 
     def getLast(self):
-        return self.cache_msgs[-1] if self.cache_msgs else None
+        if not self.cache_times:
+            return None
+        return self.getElemAfterTime(self.cache_times[-1])
+
+
+def _ros_time(stamp_ns: int):
+    # imported here so that the cache and the synchronizers work without ROS (see __init__)
+    from rclpy.clock_type import ClockType
+    from rclpy.time import Time
+
+    return Time(nanoseconds=stamp_ns, clock_type=ClockType.ROS_TIME)
