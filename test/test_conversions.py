@@ -19,6 +19,7 @@ from adaptive_fusion.ros.conversions import (
     pointcloud2_to_structured,
     pointcloud2_to_xyzi,
 )
+from adaptive_fusion.ros.inputs import decode
 
 
 def over_the_wire(msg):
@@ -301,3 +302,15 @@ def test_camera_info_to_intrinsics():
         camera_info_to_intrinsics(CameraInfo(width=640, height=480))
     with pytest.raises(MessageFormatError, match="size is 0x480"):
         camera_info_to_intrinsics(CameraInfo(width=0, height=480, k=K))
+
+
+def test_lidar_input_drops_nan_points_and_says_how_many():
+    points = np.arange(40, dtype=np.float32).reshape(10, 4)
+    points[[1, 4, 7], 0] = np.nan
+    points[8, 3] = np.inf  # a bad intensity makes the point unusable too
+    cloud = numpy_to_pointcloud2(points, ("x", "y", "z", "intensity"))
+    array, dropped = decode("lidar", cloud)
+    assert dropped == 4 and array.shape == (6, 4) and np.isfinite(array).all()
+    clean, none = decode("lidar", numpy_to_pointcloud2(points[[0, 2]], ("x", "y", "z",
+                                                                        "intensity")))
+    assert none == 0 and clean.shape == (2, 4)

@@ -206,3 +206,14 @@ def test_modality_status_waits_for_the_first_result():
 
 def test_prefixed_sorts_kinds():
     assert prefixed("errors.", Counter(b=1, a=2)) == {"errors.a": 2, "errors.b": 1}
+
+
+def test_modality_status_counts_points_dropped_as_nan():
+    counters = Counters()
+    status = modality_status("lidar", FakePipeline(), FakeResult(), counters, live=True, received=1)
+    assert "nan_points_dropped" not in status.values  # none seen: no key
+    counters.dropped_points["lidar"] += 100
+    counters.dropped_share_last["lidar"] = 1 / 3
+    status = modality_status("lidar", FakePipeline(), FakeResult(), counters, live=True, received=2)
+    assert status.values["nan_points_dropped"] == 100
+    assert status.values["nan_points_share_last"] == pytest.approx(1 / 3)

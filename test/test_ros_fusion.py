@@ -275,6 +275,14 @@ def test_bad_input_is_counted_and_skipped(system):
     for key, sends in cases.items():
         expected = before[key] + len(sends)
         wait_for(lambda key=key, n=expected: probe.errors(*key) >= n, 5.0, f"{key} counted")
+    # a cloud a third NaN is used, its NaN points counted
+    partly_nan = np.random.default_rng(0).uniform(-20, 20, (300, 4)).astype(np.float32)
+    partly_nan[::3, :3] = np.nan
+    probe.cloud.publish(numpy_to_pointcloud2(partly_nan, ("x", "y", "z", "intensity"),
+                                             probe.header(frame_id="lidar")))  # fmt: skip
+    dropped = lambda: int(probe.status.get("lidar", {}).get("nan_points_dropped", 0))  # noqa: E731
+    wait_for(lambda: dropped() >= 100, 5.0, "NaN points counted")
+    assert float(probe.status["lidar"]["nan_points_share_last"]) == pytest.approx(1 / 3, abs=0.01)
     count = len(probe.detections)
     wait_for(lambda: len(probe.detections) >= count + 5, 5.0, "detections after bad input")
     assert probe.fusion("budget_in_force") == "1"

@@ -61,9 +61,7 @@ from adaptive_fusion.ros.input_monitor import (
 from adaptive_fusion.ros.inputs import (
     Decoded,
     StampGuard,
-    decode_camera,
-    decode_depth,
-    decode_lidar,
+    decode,
 )
 from adaptive_fusion.ros.messages import boxes_to_detections, boxes_to_markers, label_info
 from adaptive_fusion.ros.params import (
@@ -93,7 +91,6 @@ from adaptive_fusion.runtime.status import Counters, fusion_status, modality_sta
 from adaptive_fusion.runtime.throttle import Throttle
 
 TYPES = {"camera": Image, "depth": Image, "lidar": PointCloud2}
-DECODERS = {"camera": decode_camera, "depth": decode_depth, "lidar": decode_lidar}
 SENSOR_INPUTS = ("camera", "camera_info", "depth", "lidar")  # subscribed with sensor-data QoS
 # Findings of the monitor that are also per-message skips here: the node's own warning (and
 # counter) reports each skip, so the monitor's finding goes to /diagnostics (with its fix) only.
@@ -459,7 +456,7 @@ class FusionNode(LifecycleNode):
         guard = self._stamp_guards[modality]
         try:
             stamp = guard.check(msg, now_ns)
-            array = DECODERS[modality](msg)
+            array, dropped = decode(modality, msg)
             intrinsics = self._intrinsics
             if intrinsics is not None and modality != "lidar":
                 calib = Calibration(intrinsics.K, intrinsics.width, intrinsics.height, np.eye(4))
@@ -468,12 +465,22 @@ class FusionNode(LifecycleNode):
             self._reject_input(modality, error)
             return
         guard.accept(stamp)
+        if dropped:
+            self._count_dropped_points(modality, dropped, len(array) + dropped)
         self._liveness.arrived(modality, time.monotonic())
         if modality not in self._liveness.live:
             self._update_liveness()
         relay = self._relays.get(modality)
         if relay is not None:
             relay.signalMessage(Decoded(msg.header, array))
+
+    def _count_dropped_points(self, modality: str, dropped: int, total: int) -> None:
+        with self._lock:
+            self.counters.dropped_points[modality] += dropped
+            self.counters.dropped_share_last[modality] = dropped / total
+        self._warn_throttled((modality, "nan_points"),
+                             f"{modality}: dropped {dropped} of {total} points as NaN or infinite "
+                             "(kept the rest; normal for an organised cloud's missing returns)")
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.monitor.on_message("camera_info", msg, self.get_clock().now().nanoseconds)

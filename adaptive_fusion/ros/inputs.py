@@ -49,10 +49,24 @@ def decode_depth(msg) -> np.ndarray:
     return _convert(depth_to_metres, msg)
 
 
-def decode_lidar(msg) -> np.ndarray:
-    points, _ = _convert(pointcloud2_to_xyzi, msg)
-    check_points(points)  # NaN points are already dropped; nothing left is an empty cloud
-    return points
+def decode_lidar(msg) -> tuple[np.ndarray, int]:
+    """The cloud's finite points, and how many were dropped as NaN or infinite (organised clouds
+    mark missing returns so; a driver fault can too, so the node counts them)."""
+    points, _ = _convert(lambda m: pointcloud2_to_xyzi(m, remove_nans=False), msg)
+    finite = np.isfinite(points).all(axis=1)
+    dropped = int(finite.size - np.count_nonzero(finite))
+    if dropped:
+        points = points[finite]
+    check_points(points)  # nothing left is an empty cloud
+    return points, dropped
+
+
+def decode(modality: str, msg) -> tuple[np.ndarray, int]:
+    """A sensor message's array and the number of its points dropped as not finite (0 for
+    images: their invalid pixels are data, NaN depth means no measurement)."""
+    if modality == "lidar":
+        return decode_lidar(msg)
+    return (decode_camera if modality == "camera" else decode_depth)(msg), 0
 
 
 def _convert(function, msg):

@@ -36,6 +36,9 @@ class Counters:
         default_factory=lambda: {m: Counter() for m in MODALITIES})
     frames: int = 0
     sets_before_camera_info: int = 0  # start-up, not an error: topics match one by one
+    # points dropped from accepted clouds as NaN or infinite, in all and the share of the last
+    dropped_points: Counter[str] = field(default_factory=Counter)
+    dropped_share_last: dict[str, float] = field(default_factory=dict)
 
 
 def prefixed(prefix: str, counts: Counter) -> dict[str, int]:
@@ -110,6 +113,9 @@ def modality_status(
         **prefixed("errors.", counters.errors[modality]),
         **prefixed("sync_drops.", counters.sync_drops[modality]),
     }
+    if modality in counters.dropped_share_last:
+        values["nan_points_dropped"] = counters.dropped_points[modality]
+        values["nan_points_share_last"] = counters.dropped_share_last[modality]
     return Status(modality, modality, level, message, values)
 
 
