@@ -131,6 +131,32 @@ def test_matched_publisher_without_samples_names_the_transport_profile(setup):
     assert ("compute_budget", "no_publisher") not in kinds(report)  # optional input
 
 
+def test_a_publisher_that_stops_is_told_apart_from_samples_lost_in_transit(setup):
+    monitor, clock = setup
+    for name in ("camera", "depth", "lidar"):
+        monitor.on_matched(name, 1)
+    now = feed(monitor, clock, 1)  # samples flowed, none lost
+    monitor.on_message_lost("lidar", 12)  # the lidar's keep getting lost after its last one
+    clock.t += 3.5
+    report = monitor.check(now + int(3.5e9))
+    by_input = {f.input: f for f in report.findings}
+    camera = by_input["camera"]
+    assert camera.kind == "publisher_stopped" and "10 samples" in camera.message
+    assert "driver" in camera.fix and transport.PROFILE_VARIABLE not in camera.fix
+    assert by_input["lidar"].kind == "no_samples"  # losses after the last sample: transport
+    assert transport.PROFILE_VARIABLE in by_input["lidar"].fix
+
+
+def test_a_publisher_that_left_the_graph_is_named(setup):
+    monitor, clock = setup
+    monitor.on_matched("camera", 1)
+    now = feed(monitor, clock, 1)
+    monitor.on_matched("camera", 0)  # the driver exited
+    clock.t += 3.5
+    (camera,) = [f for f in monitor.check(now + int(3.5e9)).findings if f.input == "camera"]
+    assert camera.kind == "publisher_left" and "left" in camera.message
+
+
 def test_samples_lost_in_transit_while_some_arrive(setup):
     monitor, clock = setup
     monitor.on_matched("camera", 1)

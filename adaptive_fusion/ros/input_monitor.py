@@ -125,6 +125,7 @@ class _InputState:
     matched: int | None = None  # from the matched event; None: not reported
     matched_since: float | None = None
     lost: int = 0
+    lost_at_last_arrival: int = 0  # losses reported by the last sample: later ones mean transit
     window_start: tuple[int, int] = (0, 0)  # (lost, received) at the previous check
     incompatible: int = 0
     incompatible_policy: str = ""
@@ -157,6 +158,7 @@ class InputMonitor:
         its stamps are compared against)."""
         state = self.states[name]
         state.received += 1
+        state.lost_at_last_arrival = state.lost
         state.arrivals.append(self._mono())
         if state.first_arrival is None:
             state.first_arrival = state.arrivals[-1]
@@ -315,6 +317,18 @@ class InputMonitor:
         if now - quiet_since < config.silence_s:
             return []
         matched = state.matched if state.matched is not None else len(state.publishers)
+        silent = now - quiet_since
+        if not matched and state.received:
+            return [
+                Finding(
+                    spec.name,
+                    "publisher_left",
+                    ERROR,
+                    f"the publisher of {spec.topic} left (no publisher now; the last of "
+                    f"{state.received} samples came {silent:.1f} s ago)",
+                    "restart the driver, or see why it exited (its log)",
+                )
+            ]
         if not matched:
             return [
                 Finding(
@@ -324,6 +338,20 @@ class InputMonitor:
                     f"nobody publishes {spec.topic} (silent {now - quiet_since:.1f} s)",
                     "start the driver, or check the topic name and remapping, the "
                     "namespace, ROS_DOMAIN_ID and ROS_AUTOMATIC_DISCOVERY_RANGE",
+                )
+            ]
+        if state.received and state.lost == state.lost_at_last_arrival:
+            # samples flowed, then stopped with the publisher still there and nothing lost on
+            # the way: the sender stopped, the transport is not the cause
+            return [
+                Finding(
+                    spec.name,
+                    "publisher_stopped",
+                    ERROR,
+                    f"{matched} publisher(s) still matched on {spec.topic}, but the last of "
+                    f"{state.received} samples came {silent:.1f} s ago and none was reported "
+                    "lost: the publisher stopped sending",
+                    "check the driver: stalled, paused, or waiting for its device",
                 )
             ]
         since = max(quiet_since, state.matched_since or quiet_since)
