@@ -11,6 +11,7 @@ from adaptive_fusion.lab.evaluation.metrics import (
     average_precision,
     evaluate_detections,
     match_frame,
+    nuscenes_average_precision,
     ranked_hits,
 )
 
@@ -133,3 +134,18 @@ def test_evaluate_detections_perfect_and_class_confusion():
 def test_evaluate_detections_rejects_mismatched_frames():
     with pytest.raises(ValueError, match="frames"):
         evaluate_detections([boxes([], [])], [], CLASSES)
+
+
+def test_nuscenes_ap_counts_only_above_ten_percent_recall_and_precision():
+    """nuScenes' AP (its devkit's accumulate + calc_ap; checked equal on random rankings) beside
+    the package's all-point AP, on rankings worked out by hand."""
+    perfect = (np.array([0.9, 0.8, 0.7, 0.6]), np.array([True, True, True, True]))
+    assert nuscenes_average_precision(*perfect, 4) == pytest.approx(1.0)
+    half = (np.array([0.9, 0.8]), np.array([True, True]))  # recall 0.5 at precision 1
+    assert average_precision(*half, 4) == pytest.approx(0.5)
+    # the recalls 0.11 .. 0.50 of the 101 sampled keep precision 1 (less 0.1), the rest 0
+    assert nuscenes_average_precision(*half, 4) == pytest.approx(40 * 0.9 / 90 / 0.9)
+    poor = (np.array([0.9, 0.8, 0.7, 0.6, 0.5]), np.array([False] * 4 + [True]))  # precision 0.2
+    assert nuscenes_average_precision(*poor, 1) < average_precision(*poor, 1) == pytest.approx(0.2)
+    assert np.isnan(nuscenes_average_precision(np.array([0.5]), np.array([False]), 0))
+    assert nuscenes_average_precision(np.zeros(0), np.zeros(0, bool), 3) == 0.0

@@ -40,13 +40,20 @@ def decode_camera(msg) -> np.ndarray:
             "bad_encoding",
             f"camera encoding {msg.encoding!r} not supported; use one of {', '.join(TO_RGB)}",
         )
+    _check_not_empty("camera", msg)
     pixels = _convert(image_to_numpy, msg)
     code = TO_RGB[msg.encoding]
     return np.ascontiguousarray(pixels) if code is None else cv2.cvtColor(pixels, code)
 
 
 def decode_depth(msg) -> np.ndarray:
+    _check_not_empty("depth", msg)
     return _convert(depth_to_metres, msg)
+
+
+def _check_not_empty(modality: str, msg) -> None:
+    if msg.width == 0 or msg.height == 0:
+        raise InputError("empty_image", f"{modality} image is {msg.width}x{msg.height}")
 
 
 def decode_lidar(msg) -> tuple[np.ndarray, int]:

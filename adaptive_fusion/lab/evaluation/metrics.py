@@ -3,6 +3,9 @@ truth box of its class in the same frame whose bird's-eye-view centre lies withi
 threshold, detections taken in descending score order. AP per (class, threshold) is the area under
 the precision envelope (all-point interpolation, as PASCAL VOC 2010+ does, so results can be checked
 by hand); mAP averages over thresholds (0.5, 1, 2, 4 m) and over classes with ground truth.
+nuScenes' own AP (nuscenes_average_precision) is reported beside it: same matching, but the
+precision sampled at 101 recall points and only the part above 10% recall and 10% precision
+counted, so it is lower; papers that report nuScenes mAP use that one.
 Restricted to a subset of the boxes (a distance band, say), it ignores what lies outside the subset
 the way KITTI ignores "don't care" regions (ranked_hits); evaluation/breakdown.py builds on that."""
 
@@ -15,6 +18,10 @@ import numpy as np
 from adaptive_fusion.core.boxes import Boxes3D
 
 DISTANCE_THRESHOLDS = (0.5, 1.0, 2.0, 4.0)
+# nuScenes detection config (detection_cvpr_2019): min_recall and min_precision of its calc_ap
+NUSCENES_MIN_RECALL = 0.1
+NUSCENES_MIN_PRECISION = 0.1
+NUSCENES_RECALL_POINTS = 101
 
 
 @dataclass
@@ -23,6 +30,8 @@ class DetectionMetrics:
     class_ap: dict[str, float]  # averaged over thresholds; NaN for classes without ground truth
     threshold_ap: dict[float, float]  # averaged over classes with ground truth
     ground_truth: dict[str, int]
+    nuscenes_map: float  # nuScenes' own AP definition (nuscenes_average_precision), same matches
+    nuscenes_class_ap: dict[str, float]
 
     def to_dict(self) -> dict:
         clean = lambda x: None if np.isnan(x) else round(float(x), 4)  # noqa: E731
@@ -31,6 +40,9 @@ class DetectionMetrics:
             "AP_per_class": {name: clean(ap) for name, ap in self.class_ap.items()},
             "AP_per_threshold_m": {str(t): clean(ap) for t, ap in self.threshold_ap.items()},
             "ground_truth_per_class": self.ground_truth,
+            "nuscenes_official_mAP": clean(self.nuscenes_map),
+            "nuscenes_official_AP_per_class": {name: clean(ap)
+                                               for name, ap in self.nuscenes_class_ap.items()},
         }
 
 
@@ -79,6 +91,27 @@ def average_precision(
     return float(np.sum(recall_steps * envelope))
 
 
+def nuscenes_average_precision(
+    scores: np.ndarray, true_positive: np.ndarray, num_ground_truth: int
+) -> float:
+    """AP as nuScenes' devkit computes it (nuscenes.eval.detection.algo: accumulate, calc_ap):
+    precision at 101 evenly spaced recalls (linear interpolation, 0 past the highest recall
+    reached, no envelope), the points above 10% recall only, each less 10% precision (clipped at
+    0), averaged and divided by 0.9. NaN without ground truth. Written here because the devkit
+    pins numpy below 2; checked against its calc_ap on the same matches."""
+    if num_ground_truth == 0:
+        return float("nan")
+    if len(scores) == 0:
+        return 0.0
+    order = np.argsort(-scores, kind="stable")
+    hits = np.cumsum(true_positive[order]).astype(float)
+    precision = hits / np.arange(1, len(order) + 1)
+    recall = hits / num_ground_truth
+    sampled = np.interp(np.linspace(0.0, 1.0, NUSCENES_RECALL_POINTS), recall, precision, right=0)
+    kept = sampled[round(100 * NUSCENES_MIN_RECALL) + 1:] - NUSCENES_MIN_PRECISION
+    return float(np.mean(np.clip(kept, 0.0, None))) / (1.0 - NUSCENES_MIN_PRECISION)
+
+
 @dataclass
 class RankedHits:
     """The detections of one class at one threshold over all frames, ignored ones left out."""
@@ -89,6 +122,9 @@ class RankedHits:
 
     def average_precision(self) -> float:
         return average_precision(self.scores, self.true_positive, self.num_ground_truth)
+
+    def nuscenes_average_precision(self) -> float:
+        return nuscenes_average_precision(self.scores, self.true_positive, self.num_ground_truth)
 
 
 def ranked_hits(
@@ -145,18 +181,25 @@ def summarise(
     out of the means)."""
     ap = np.array([[hits.average_precision() for hits in row] for row in table])
     ap = ap.reshape(len(classes), len(thresholds))
+    official = np.array([[hits.nuscenes_average_precision() for hits in row] for row in table])
+    official = official.reshape(len(classes), len(thresholds))
     with warnings.catch_warnings():
         # nanmean of an all-NaN row warns; a class without ground truth is expected here.
         warnings.simplefilter("ignore", RuntimeWarning)
         class_ap = np.nanmean(ap, axis=1)
         threshold_ap = np.nanmean(ap, axis=0)
         mean_ap = float(np.nanmean(ap))
+        official_class_ap = np.nanmean(official, axis=1)
+        official_map = float(np.nanmean(official))
     return DetectionMetrics(
         mean_ap=mean_ap,
         class_ap={name: float(a) for name, a in zip(classes, class_ap, strict=True)},
         threshold_ap={float(t): float(a) for t, a in zip(thresholds, threshold_ap, strict=True)},
         ground_truth={name: row[0].num_ground_truth if len(row) else 0
                       for name, row in zip(classes, table, strict=True)},
+        nuscenes_map=official_map,
+        nuscenes_class_ap={name: float(a)
+                           for name, a in zip(classes, official_class_ap, strict=True)},
     )
 
 

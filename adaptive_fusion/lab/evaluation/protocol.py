@@ -8,8 +8,10 @@ max_depth (runner.evaluated_objects), however far or hidden, and every detection
 are dropped (50 m for cars, 40 m for pedestrians and bicycles, bird's-eye view from the lidar
 origin), and so is ground truth without a single lidar return inside its box. The returns are
 counted in the clean scene, so that every condition is scored against the same ground truth, as
-nuScenes counts them in the annotated sweep. Numbers in this protocol compare with papers that
-report nuScenes mAP; the package's own is the stricter one.
+nuScenes counts them in the annotated sweep. The filters are nuScenes'; its AP definition is
+reported beside the package's as `nuscenes_official_mAP` (metrics.nuscenes_average_precision):
+that is the number to compare with papers reporting nuScenes mAP, not the package's all-point
+AP.
 """
 
 from collections.abc import Sequence
