@@ -3,7 +3,8 @@
 Measures model forward + decode (tokenizers, blocks, fusion, head, decoding and NMS) per
 allocation, interleaving the allocations round-robin so that load from other processes hits all
 of them alike; reports median and p95 over many runs, the ratio to full depth, and FLOPs counted
-by torch's FlopCounterMode. Input preparation (resize, lidar projection) is timed separately.
+by torch's FlopCounterMode, attention included (model/flops.py). Input preparation (resize,
+lidar projection) is timed separately.
 Hosts differ (the same model and code measured from 23 to 60 ms at full depth on different
 days), so the first line also measures the host: a float32 matmul's GFLOP/s at 1 thread and at
 the bench's threads, alternated, which says how fast its cores are and how well the second one
@@ -19,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from adaptive_fusion.lab.evaluation.runner import count_flops
+from adaptive_fusion.lab.evaluation.runner import allocation_flops
 from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, load_checkpoint
 from adaptive_fusion.model.coding import decode
 from adaptive_fusion.model.config import ModelConfig
@@ -82,7 +83,7 @@ def main() -> None:
                 start = time.perf_counter()
                 decode(model(batch, allocation), inputs.K, inputs.T_cam_lidar, config)
                 times[k].append(time.perf_counter() - start)
-    flops = {k: count_flops(model, inputs, a) for k, a in allocations.items()}
+    flops = {k: allocation_flops(model, inputs, a) for k, a in allocations.items()}
 
     full = config.layers
     full_ms = np.median(times[full]) * 1e3

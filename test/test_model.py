@@ -7,7 +7,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from adaptive_fusion.core.boxes import Boxes3D
 from adaptive_fusion.model.allocation import AllocationError, parse_allocation
@@ -24,6 +23,7 @@ from adaptive_fusion.model.coding import (
 )
 from adaptive_fusion.model.config import ModelConfig
 from adaptive_fusion.model.detector import AdaptiveFusionDetector, depth_candidates
+from adaptive_fusion.model.flops import count_flops
 from adaptive_fusion.model.inputs import lidar_raster, scaled_intrinsics
 from adaptive_fusion.sim.config import WorldConfig
 from adaptive_fusion.sim.rig import make_calibration
@@ -109,12 +109,28 @@ def test_flops_fall_with_blocks_run():
     rasters = random_rasters(config)
 
     def flops(allocation):
-        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-            detector(rasters, allocation)
-        return counter.get_total_flops()
+        with torch.inference_mode():
+            return count_flops(lambda: detector(rasters, allocation))
 
     full, quarter = flops(None), flops({name: 2 for name in config.modalities})
     assert quarter <= 0.35 * full
+
+
+def test_flops_count_attention_as_the_analytic_count():
+    """A block's FLOPs, attention included: the qkv and output projections, Q K^T and the
+    weighted sum of V over all heads (2 T^2 d each), the MLP; and the full model's."""
+    config = ModelConfig()
+    detector = AdaptiveFusionDetector(config).eval()
+    tokens, dim, hidden = config.tokens, config.dim, config.mlp_ratio * config.dim
+    block = 2 * tokens * dim * 3 * dim + 4 * tokens**2 * dim + 2 * tokens * dim * dim \
+        + 2 * 2 * tokens * dim * hidden  # fmt: skip
+    x = torch.randn(1, tokens, dim)
+    with torch.inference_mode():
+        assert count_flops(lambda: detector.streams["camera"].blocks[0](x)) == block
+        one_block = count_flops(lambda: detector(random_rasters(config), {"camera": 1}))
+        two_blocks = count_flops(lambda: detector(random_rasters(config), {"camera": 2}))
+    assert two_blocks - one_block == block
+    assert 4 * tokens**2 * dim == 46_080_000  # the attention torch's own counter leaves out
 
 
 def test_missing_modality_is_the_absent_token(model):

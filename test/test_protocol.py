@@ -73,6 +73,12 @@ def test_evaluate_cli_nuscenes_protocol_counts_a_subset(model_path, capsys):
         truth = [sum(c["ground_truth_per_class"].values()) for c in report["conditions"].values()]
         assert truth[0] == truth[1]  # returns counted in the clean scene, whatever the condition
         counts[protocol] = truth[0]
+        official = [c.get("nuscenes_official_mAP") for c in report["conditions"].values()]
+        if protocol == "nuscenes":  # nuScenes' own AP, never above the all-point area
+            assert all(o is not None and o <= c["mAP"] + 1e-9
+                       for o, c in zip(official, report["conditions"].values(), strict=True))
+        else:
+            assert official == [None, None]
     assert 0 < counts["nuscenes"] < counts["all"]
     assert main(["evaluate", "--model", str(model_path), "--frames", "1", "--protocol",
                  "nuscenes", "--methods", "full"]) == 2

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from adaptive_fusion.core.errors import check_fraction
 from adaptive_fusion.model.checkpoint import read_json
 from adaptive_fusion.model.coding import decode
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
+from adaptive_fusion.model.flops import count_flops
 from adaptive_fusion.model.inputs import ModelInputs
 from adaptive_fusion.model.tokenizers import RASTER_CHANNELS, raster_stride
 
@@ -149,22 +149,16 @@ def _block_input(model: AdaptiveFusionDetector) -> torch.Tensor:
     return torch.randn(1, config.tokens, config.dim, generator=generator).to(device)
 
 
-def _flops(function) -> int:
-    with FlopCounterMode(display=False) as counter:
-        function()
-    return int(counter.get_total_flops())
-
-
 @torch.inference_mode()
 def flop_cost_table(model: AdaptiveFusionDetector) -> CostTable:
-    """FLOPs of every block and of the rest of a full forward pass at batch 1, counted by torch's
-    FlopCounterMode, in GFLOPs. Deterministic: a count, not a measurement."""
+    """FLOPs of every block and of the rest of a full forward pass at batch 1, attention
+    included (model/flops.py), in GFLOPs. Deterministic: a count, not a measurement."""
     config = model.config
     x = _block_input(model)
-    block = {name: tuple(_flops(lambda b=b: b(x)) / 1e9 for b in stream.blocks)
+    block = {name: tuple(count_flops(lambda b=b: b(x)) / 1e9 for b in stream.blocks)
              for name, stream in model.streams.items()}
     batch = _batch(blank_inputs(config), model)
-    total = _flops(lambda: model(batch)) / 1e9
+    total = count_flops(lambda: model(batch)) / 1e9
     return CostTable("gflops", block, max(0.0, total - sum(sum(c) for c in block.values())))
 
 

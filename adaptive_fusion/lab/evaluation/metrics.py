@@ -33,17 +33,20 @@ class DetectionMetrics:
     nuscenes_map: float  # nuScenes' own AP definition (nuscenes_average_precision), same matches
     nuscenes_class_ap: dict[str, float]
 
-    def to_dict(self) -> dict:
+    def to_dict(self, nuscenes: bool = False) -> dict:
+        """The package's metric; with `nuscenes`, nuScenes' own AP beside it."""
         clean = lambda x: None if np.isnan(x) else round(float(x), 4)  # noqa: E731
-        return {
+        summary = {
             "mAP": clean(self.mean_ap),
             "AP_per_class": {name: clean(ap) for name, ap in self.class_ap.items()},
             "AP_per_threshold_m": {str(t): clean(ap) for t, ap in self.threshold_ap.items()},
             "ground_truth_per_class": self.ground_truth,
-            "nuscenes_official_mAP": clean(self.nuscenes_map),
-            "nuscenes_official_AP_per_class": {name: clean(ap)
-                                               for name, ap in self.nuscenes_class_ap.items()},
         }
+        if nuscenes:
+            summary["nuscenes_official_mAP"] = clean(self.nuscenes_map)
+            summary["nuscenes_official_AP_per_class"] = {
+                name: clean(ap) for name, ap in self.nuscenes_class_ap.items()}
+        return summary
 
 
 def assign_frame(

@@ -19,7 +19,7 @@ from adaptive_fusion.lab.evaluation.breakdown import (
 )
 from adaptive_fusion.lab.evaluation.metrics import evaluate_detections
 from adaptive_fusion.lab.evaluation.protocol import check_protocol, nuscenes_view
-from adaptive_fusion.lab.evaluation.runner import count_flops, detect_frames, measure_latency
+from adaptive_fusion.lab.evaluation.runner import allocation_flops, detect_frames, measure_latency
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.model.inputs import prepare_inputs
 from adaptive_fusion.sim.config import WorldConfig
@@ -124,13 +124,13 @@ def evaluate_conditions(
         run = detect_frames(model, corrupted, allocation)
         if protocol == "nuscenes":
             run = nuscenes_view(run, frame_sets, classes)
-        results[condition.name] = evaluate_detections(run.predictions, run.truths,
-                                                      classes).to_dict()
+        metrics = evaluate_detections(run.predictions, run.truths, classes)
+        results[condition.name] = metrics.to_dict(nuscenes=protocol == "nuscenes")
         if condition.name in breakdown_for:
             results[condition.name]["breakdown"] = breakdown(run, classes, distance, visibility)
     inputs = prepare_inputs(frame_sets[0], model.config)
-    flops = count_flops(model, inputs, allocation)
-    full_flops = count_flops(model, inputs, None)
+    flops = allocation_flops(model, inputs, allocation)
+    full_flops = allocation_flops(model, inputs, None)
     return {
         "allocation": {m: list(b) for m, b in (allocation or {}).items()} or "full",
         "protocol": protocol,

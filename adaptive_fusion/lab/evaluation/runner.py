@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from adaptive_fusion.core.boxes import Boxes3D, boxes_from_objects
 from adaptive_fusion.core.frames import FrameSet
 from adaptive_fusion.lab.evaluation.metrics import DetectionMetrics, evaluate_detections
 from adaptive_fusion.model.coding import assignable, decode
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
+from adaptive_fusion.model.flops import count_flops
 from adaptive_fusion.model.inputs import ModelInputs, prepare_inputs
 
 
@@ -103,14 +103,12 @@ def score_frames(
 
 
 @torch.inference_mode()
-def count_flops(
+def allocation_flops(
     model: AdaptiveFusionDetector, inputs: ModelInputs,
     allocation: Mapping[str, Sequence[int]] | None = None,
 ) -> int:
-    """Forward FLOPs (tokenizers, blocks, fusion, head) counted by torch's FlopCounterMode."""
-    with FlopCounterMode(display=False) as counter:
-        model(batch_of_one(inputs, model), allocation)
-    return int(counter.get_total_flops())
+    """Forward FLOPs (tokenizers, blocks, fusion, head), attention included (model/flops.py)."""
+    return count_flops(lambda: model(batch_of_one(inputs, model), allocation))
 
 
 @torch.inference_mode()

@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from adaptive_fusion.core.boxes import Boxes3D
@@ -26,6 +25,7 @@ from adaptive_fusion.lab.evaluation.report import Condition
 from adaptive_fusion.lab.evaluation.runner import detect, evaluation_truth
 from adaptive_fusion.model.allocation import Allocation
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
+from adaptive_fusion.model.flops import count_flops
 from adaptive_fusion.model.inputs import ModelInputs, prepare_inputs
 from adaptive_fusion.policies.costs import CostTable, block_budget
 from adaptive_fusion.quality import measure
@@ -74,10 +74,8 @@ def allocate(allocator: Allocator, frame: PreparedFrame, budget: float) -> Alloc
 
 
 def allocator_gflops(allocator: Allocator, frame: PreparedFrame, budget: float) -> float:
-    """FLOPs of one allocate call (the controller's own cost; 0 for rules), counted by torch."""
-    with FlopCounterMode(display=False) as counter:
-        allocate(allocator, frame, budget)
-    return counter.get_total_flops() / 1e9
+    """FLOPs of one allocate call (the controller's own cost; 0 for rules)."""
+    return count_flops(lambda: allocate(allocator, frame, budget)) / 1e9
 
 
 def _key(allocation: Allocation) -> tuple:
