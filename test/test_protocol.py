@@ -83,3 +83,6 @@ def test_evaluate_cli_nuscenes_protocol_counts_a_subset(model_path, capsys):
     assert main(["evaluate", "--model", str(model_path), "--frames", "1", "--protocol",
                  "nuscenes", "--methods", "full"]) == 2
     assert "--protocol nuscenes scores one allocation" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:  # a bad count is refused before any work
+        main(["evaluate", "--model", str(model_path), "--latency-runs", "0"])
+    assert exit_info.value.code == 2 and "at least 1" in capsys.readouterr().err

@@ -21,6 +21,13 @@ import argparse
 import json
 
 
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="checkpoint (.safetensors or .json); default: shipped")
     parser.add_argument("--frames", type=int, default=100, help="number of test scenes")
@@ -33,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "all (single + scene fog), mixed (camera:low_light+lidar:dropout), "
                              "modality:kind, scene:fog, or kinds joined by '+'")
     parser.add_argument("--severities", default="0.5,1.0", help="severities for corruptions")
-    parser.add_argument("--latency-runs", type=int, default=50, help="timed forward passes")
+    parser.add_argument("--latency-runs", type=_at_least_one, default=50,
+                        help="timed forward passes (at least 1)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (latency)")
     parser.add_argument("--methods",
                         help="budget sweep: comma list of full, equal_split, modality_selection, "
