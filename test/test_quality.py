@@ -248,3 +248,55 @@ def test_dead_sensors_score_zero_with_the_same_measures(rendered):
     for modality in healthy:
         assert gone[modality].score == 0.0
         assert gone[modality].measures.keys() == healthy[modality].measures.keys(), modality
+
+
+# ---------------------------------------------------------------- real photographs
+
+def real_photos() -> dict[str, np.ndarray]:
+    """scikit-image's photographs, RGB as stored (the Middlebury motorcycle's left view too)."""
+    from skimage import data
+
+    return {"astronaut": data.astronaut(), "chelsea": data.chelsea(), "coffee": data.coffee(),
+            "rocket": data.rocket(), "motorcycle": data.stereo_motorcycle()[0]}  # fmt: skip
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, quality])  # fmt: skip
+    assert ok
+    return cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def test_real_photos_score_healthy_and_jpeg_blocking_lowers_them():
+    for name, photo in real_photos().items():
+        clean = camera_quality(photo)
+        assert clean.score >= 0.7, (name, clean.measures)
+        assert clean.measures["q_compression"] == clean.measures["q_colour"] == 1.0, name
+        assert camera_quality(jpeg(photo, 90)).measures["q_compression"] == 1.0, name
+        heavy = camera_quality(jpeg(photo, 5))
+        assert heavy.score < clean.score - 0.1, (name, clean.score, heavy.measures)
+        assert heavy.measures["blockiness"] > 2.0 and heavy.measures["q_compression"] < 0.9
+
+
+def test_a_colour_cast_lowers_real_photos():
+    for name, photo in real_photos().items():
+        clean = camera_quality(photo).score
+        cast = photo.copy()
+        cast[..., 2] = (cast[..., 2] * 0.3).astype(np.uint8)  # blue at 30 %: white balance gone
+        quality = camera_quality(cast)
+        assert quality.score <= clean - 0.3, (name, clean, quality.measures)
+        assert quality.measures["colour_cast"] > 0.6, name
+
+
+@pytest.mark.parametrize("seed", [2_000_000, 2_000_001, 2_000_002])
+def test_blocking_and_cast_leave_the_rendered_world_alone(seed):
+    """The world renders neither blocks nor casts: under every camera corruption both factors
+    stay 1, so the scores the controller was trained on do not move."""
+    frames = World().render(seed)
+    kinds = [("camera", k) for k in CORRUPTIONS["camera"]] + [("scene", e) for e in SCENE_EVENTS]
+    for index, (key, kind) in enumerate([(None, None), *kinds]):
+        for severity in (0.5, 1.0):
+            spec = {key: (kind, severity)} if key else {}
+            image = corrupt(frames, spec, seed=index).image if spec else frames.image
+            measures = camera_quality(image).measures
+            assert measures["q_compression"] == measures["q_colour"] == 1.0, (kind, severity)
