@@ -1,4 +1,4 @@
-"""The mAP breakdown (evaluation/breakdown.py) against cases computed by hand: bands and their
+"""The mAP breakdown (lab/evaluation/breakdown.py) against cases computed by hand: bands and their
 ignore convention, class confusion, localisation errors along and across the line of sight; then
 `adaptive-fusion evaluate --breakdown` end to end on a tiny model."""
 

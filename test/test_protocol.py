@@ -1,4 +1,4 @@
-"""The evaluation protocols (evaluation/protocol.py): lidar returns counted in yawed boxes, the
+"""The evaluation protocols (lab/evaluation/protocol.py): lidar returns counted in yawed boxes, the
 nuScenes filters on hand-made frames, and `adaptive-fusion evaluate --protocol nuscenes`."""
 
 import json

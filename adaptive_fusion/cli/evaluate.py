@@ -9,7 +9,7 @@ blocks' compute, with the blocks each gives each modality. The oracle tries ever
 combination, (layers + 1)^3 per scene and condition (several seconds each on one core): it sets
 the sweep's time. With --breakdown (one allocation) it also says why mAP is what it is: AP per
 distance and visibility band, what class confusion costs, and the radial/lateral, yaw and size
-errors of the true positives (evaluation/breakdown.py), in the JSON, the text and a second PNG
+errors of the true positives (lab/evaluation/breakdown.py), in the JSON, the text and a second PNG
 <plot stem>_breakdown.png. The sweep table of docs/model.md:
 
   adaptive-fusion evaluate --methods full,equal_split,modality_selection,random,oracle,controller

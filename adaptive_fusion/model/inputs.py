@@ -29,7 +29,7 @@ class ModelInputs:
 
 def scaled_intrinsics(K: np.ndarray, width: int, height: int, config: ModelConfig) -> np.ndarray:
     """Intrinsics after resizing (width, height) to the model size (pixel j spans [j, j+1), as in
-    world/frames.py, so scaling the image scales all of K's first two rows)."""
+    core/frames.py, so scaling the image scales all of K's first two rows)."""
     sx, sy = config.image_width / width, config.image_height / height
     scaled = np.array(K, dtype=np.float64, copy=True)
     scaled[0] *= sx
@@ -107,7 +107,7 @@ def lidar_raster(
 
 
 def prepare_inputs(frames, config: ModelConfig) -> ModelInputs:
-    """Build the rasters of a FrameSet (see world/frames.py); image/depth/points set to None mark
+    """Build the rasters of a FrameSet (see core/frames.py); image/depth/points set to None mark
     a missing modality."""
     calib = frames.calib
     K = scaled_intrinsics(calib.K, calib.width, calib.height, config)

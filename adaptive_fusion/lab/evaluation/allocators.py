@@ -73,7 +73,8 @@ class FullDepth(_TableAllocator):
 class EqualSplit(_TableAllocator):
     """ADMN's naive allocation: the same number of blocks k (a prefix) for every modality of the
     model, the largest k whose cost over all modalities fits the budget (at least 1), whatever
-    the quality. A dead modality's share is not handed to the others (as in runtime/policy.py)."""
+    the quality. A dead modality's share is not handed to the others (as in
+    policies/registry.py)."""
 
     name = "equal_split"
 
