@@ -18,6 +18,8 @@ COMMANDS = (
     "doctor",
     "demo",
     "train-controller",
+    "record",
+    "replay",
 )
 
 
