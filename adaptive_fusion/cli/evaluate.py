@@ -72,9 +72,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="breakdown: BEV distance band edges in metres (last band open)")
     parser.add_argument("--visibility-bands", default="0,0.1,0.5,0.8",
                         help="breakdown: visibility band edges (last band up to 1)")
+    parser.add_argument("--bag", help="score a rosbag2's recorded detections against its "
+                        "recorded ground truth instead (adaptive-fusion record), paired by stamp")
+    parser.add_argument("--detections-topic", default="/detections", help="with --bag")
+    parser.add_argument("--truth-topic", default="/ground_truth", help="with --bag")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.bag:
+        return run_bag(args)
     import torch
 
     from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint
@@ -100,6 +106,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}")
         return 2
     return (run_sweep_command if sweep else run_single)(args, model)
+
+
+def run_bag(args: argparse.Namespace) -> int:
+    from adaptive_fusion.core.frames import CLASSES
+    from adaptive_fusion.lab.evaluation.recorded import score_bag
+    from adaptive_fusion.ros.bags import BagError
+
+    try:
+        score = score_bag(args.bag, CLASSES, args.detections_topic, args.truth_topic)
+    except BagError as error:
+        print(f"error: {error}")
+        return 2
+    report = {"bag": args.bag, "frames": score.frames, "unpaired_detections": score.unpaired,
+              **score.metrics.to_dict()}  # fmt: skip
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        aps = ", ".join(f"{c} {'-' if a is None else f'{a:.3f}'}"
+                        for c, a in report["AP_per_class"].items())  # fmt: skip
+        print(f"{args.bag}: {score.frames} detection messages paired with ground truth "
+              f"({score.unpaired} without); mAP {report['mAP'] or 0:.3f} ({aps})")
+    return 0
 
 
 def _test_scenes(args: argparse.Namespace):

@@ -7,7 +7,6 @@ import math
 import subprocess
 import sys
 import time
-from bisect import bisect_left
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from vision_msgs.msg import Detection3DArray
 
 from adaptive_fusion.core.frames import CLASSES, MODALITIES
 from adaptive_fusion.lab.evaluation.metrics import evaluate_detections
+from adaptive_fusion.lab.evaluation.recorded import nearest_stamp, stamp_ns
 from adaptive_fusion.lab.timeline import COLUMNS, format_header, format_row
 from adaptive_fusion.ros import transport
 from adaptive_fusion.ros.diagnostics import values_of
@@ -29,11 +29,6 @@ from adaptive_fusion.sim.scenario import Scenario
 
 START_TIMEOUT_S = 90.0
 WINDOW_FRAMES = 30  # frames in the running mAP
-MATCH_SLOP_NS = 60_000_000  # detections pair with the ground truth stamped nearest, within this
-
-
-def _stamp(msg) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 class Listener:
@@ -62,16 +57,11 @@ class Listener:
         self.scenario_start = time.monotonic() - (time.time_ns() - stamp_ns) * 1e-9
 
     def _on_truth(self, msg) -> None:
-        self.truth[_stamp(msg)] = detections_to_boxes(msg)
+        self.truth[stamp_ns(msg)] = detections_to_boxes(msg)
 
     def _on_detections(self, msg) -> None:
-        stamps = sorted(self.truth)
-        if not stamps:
-            return
-        stamp = _stamp(msg)
-        k = bisect_left(stamps, stamp)
-        nearest = min(stamps[max(k - 1, 0) : k + 1], key=lambda s: abs(s - stamp))
-        if abs(nearest - stamp) <= MATCH_SLOP_NS:
+        nearest = nearest_stamp(sorted(self.truth), stamp_ns(msg))
+        if nearest is not None:
             self.pairs.append((detections_to_boxes(msg), self.truth[nearest]))
 
     def running_map(self) -> float:
