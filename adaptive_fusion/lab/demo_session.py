@@ -18,7 +18,7 @@ from vision_msgs.msg import Detection3DArray
 
 from adaptive_fusion.core.frames import CLASSES, MODALITIES
 from adaptive_fusion.lab.evaluation.metrics import evaluate_detections
-from adaptive_fusion.lab.evaluation.recorded import nearest_stamp, stamp_ns
+from adaptive_fusion.lab.evaluation.recorded import nearest_stamp
 from adaptive_fusion.lab.timeline import COLUMNS, format_header, format_row
 from adaptive_fusion.ros import transport
 from adaptive_fusion.ros.diagnostics import values_of
@@ -26,6 +26,7 @@ from adaptive_fusion.ros.messages import detections_to_boxes
 from adaptive_fusion.ros.qos import LATCHED_QOS
 from adaptive_fusion.ros.spin import interrupt, spinning
 from adaptive_fusion.sim.scenario import Scenario
+from adaptive_fusion.sync import stamp_ns
 
 START_TIMEOUT_S = 90.0
 WINDOW_FRAMES = 30  # frames in the running mAP
@@ -53,8 +54,8 @@ class Listener:
 
     def _on_scenario_start(self, msg) -> None:
         """sim_sensors' wall-clock stamp of the start, on this process's monotonic clock."""
-        stamp_ns = msg.stamp.sec * 1_000_000_000 + msg.stamp.nanosec
-        self.scenario_start = time.monotonic() - (time.time_ns() - stamp_ns) * 1e-9
+        started_ns = msg.stamp.sec * 1_000_000_000 + msg.stamp.nanosec
+        self.scenario_start = time.monotonic() - (time.time_ns() - started_ns) * 1e-9
 
     def _on_truth(self, msg) -> None:
         self.truth[stamp_ns(msg)] = detections_to_boxes(msg)

@@ -59,13 +59,9 @@ def _check_not_empty(modality: str, msg) -> None:
 def decode_lidar(msg) -> tuple[np.ndarray, int]:
     """The cloud's finite points, and how many were dropped as NaN or infinite (organised clouds
     mark missing returns so; a driver fault can too, so the node counts them)."""
-    points, _ = _convert(lambda m: pointcloud2_to_xyzi(m, remove_nans=False), msg)
-    finite = np.isfinite(points).all(axis=1)
-    dropped = int(finite.size - np.count_nonzero(finite))
-    if dropped:
-        points = points[finite]
+    points, _ = _convert(pointcloud2_to_xyzi, msg)  # non-finite points dropped
     check_points(points)  # nothing left is an empty cloud
-    return points, dropped
+    return points, msg.width * msg.height - len(points)
 
 
 def decode(modality: str, msg) -> tuple[np.ndarray, int]:

@@ -16,12 +16,9 @@ from adaptive_fusion.core.boxes import Boxes3D
 from adaptive_fusion.lab.evaluation.metrics import DetectionMetrics, evaluate_detections
 from adaptive_fusion.ros.bags import BagError, read_messages
 from adaptive_fusion.ros.messages import detections_to_boxes
+from adaptive_fusion.sync import stamp_ns
 
 MATCH_SLOP_NS = 60_000_000  # detections pair with the ground truth stamped nearest, within this
-
-
-def stamp_ns(msg) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 def nearest_stamp(stamps: Sequence[int], stamp: int, slop_ns: int = MATCH_SLOP_NS) -> int | None:
