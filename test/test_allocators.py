@@ -1,5 +1,5 @@
 """Baseline allocators of the budget sweep: budgets, liveness and the layer-0 floor, ADMN's equal
-split, modality selection by quality, seeded random slots, and the per-frame oracle (its
+split, seeded random slots, and the per-frame oracle (its
 incremental prefix evaluation equals a plain forward, and it beats every prefix baseline on its
 own score)."""
 
@@ -15,7 +15,6 @@ from adaptive_fusion.core.frames import MODALITIES
 from adaptive_fusion.lab.evaluation.allocators import (
     EqualSplit,
     FullDepth,
-    ModalitySelection,
     PrefixOracle,
     RandomSlots,
     frame_score,
@@ -27,6 +26,8 @@ from adaptive_fusion.model.config import ModelConfig
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.model.inputs import prepare_inputs
 from adaptive_fusion.policies.costs import CostTable
+from adaptive_fusion.policies.gate import GateConfig, ModalityGate
+from adaptive_fusion.policies.learned import GateAllocator
 from adaptive_fusion.policies.registry import EqualSplitPolicy
 from adaptive_fusion.sim.config import WorldConfig
 from adaptive_fusion.sim.corruptions import corrupt
@@ -43,7 +44,7 @@ QUALITY = {"camera": 0.1, "depth": 0.9, "lidar": 0.5}
 
 
 def baselines(table):
-    return [FullDepth(table), EqualSplit(table), ModalitySelection(table), RandomSlots(table, 3)]
+    return [FullDepth(table), EqualSplit(table), RandomSlots(table, 3)]
 
 
 @pytest.mark.parametrize("table", [UNIFORM, UNEVEN], ids=["uniform", "uneven"])
@@ -58,8 +59,7 @@ def test_baselines_respect_budget_liveness_and_floor(table):
                 assert allocation, "some live modality always runs"
                 for blocks in allocation.values():
                     assert blocks[0] == 0 and list(blocks) == sorted(set(blocks))
-                if allocator.name != "modality_selection":  # the layer-0 floor: all live run
-                    assert set(allocation) == set(live)
+                assert set(allocation) == set(live)  # the layer-0 floor: all live run
                 if allocator.name != "full":
                     floor = sum(table.block[m][0] for m in allocation)
                     assert table.allocation_cost(allocation) <= max(budget, floor) + 1e-9
@@ -82,26 +82,6 @@ def test_equal_split_is_admns_rule():
     # uneven costs: the largest k with k blocks of every modality within budget (4 per k here)
     got = EqualSplit(UNEVEN).allocate(None, QUALITY, MODALITIES, 9.5)
     assert {m: len(b) for m, b in got.items()} == {"camera": 2, "depth": 2, "lidar": 2}
-
-
-def test_modality_selection_prefers_quality():
-    allocator = ModalitySelection(UNIFORM)
-    full = tuple(range(LAYERS))
-
-    def chosen(fraction, quality=QUALITY, live=MODALITIES):
-        allocation = allocator.allocate(None, quality, live, fraction * UNIFORM.block_total())
-        return {m: len(b) for m, b in allocation.items()}
-
-    assert chosen(1.0) == dict.fromkeys(MODALITIES, LAYERS)
-    assert chosen(0.75) == {"depth": LAYERS, "lidar": LAYERS}
-    assert chosen(0.5) == {"depth": LAYERS}
-    assert chosen(0.25) == {"depth": 6}  # none fits whole: the best one, truncated
-    assert chosen(0.125) == {"depth": 3}
-    assert chosen(0.5, live=("camera", "lidar")) == {"lidar": LAYERS}
-    assert chosen(0.5, quality={"camera": 1.0, "depth": 0.2, "lidar": 0.3}) == {"camera": LAYERS}
-    # uneven costs: at 10 of 28 units only camera or lidar fit whole; lidar has the better quality
-    got = ModalitySelection(UNEVEN).allocate(None, QUALITY, MODALITIES, 10.0)
-    assert got == {"lidar": full}
 
 
 def test_random_is_seeded_and_fits():
@@ -174,7 +154,9 @@ def test_frame_score_is_the_frames_map(oracle_setup):
 def test_oracle_bounds_the_prefix_baselines(oracle_setup):
     model, table, samples = oracle_setup
     oracle = PrefixOracle(model, table)
-    others = [FullDepth(table), EqualSplit(table), ModalitySelection(table)]
+    torch.manual_seed(0)
+    gate = ModalityGate(GateConfig(depths=(1, 2, 3), channels=(8,), hidden=16), model.config)
+    others = [FullDepth(table), EqualSplit(table), GateAllocator(gate, table)]
     classes = model.config.classes
     compared = 0
     for index, (inputs, truth) in enumerate(samples):

@@ -12,15 +12,16 @@ from adaptive_fusion.core.frames import CORRUPTIONS
 from adaptive_fusion.lab.evaluation.report import MIXED, parse_conditions
 from adaptive_fusion.lab.evaluation.sweep import live_modalities
 from adaptive_fusion.model.checkpoint import load_checkpoint
-from adaptive_fusion.policies.checkpoint import save_controller
+from adaptive_fusion.policies.checkpoint import save_controller, save_gate
 from adaptive_fusion.policies.costs import CostTable
+from adaptive_fusion.policies.gate import GateConfig, ModalityGate
 from adaptive_fusion.policies.network import ControllerConfig, LayerController
 from adaptive_fusion.sim.config import WorldConfig
 from adaptive_fusion.sim.corruptions import corrupt
 from adaptive_fusion.sim.world import World
 
 torch.set_num_threads(1)
-METHODS = "full,equal_split,modality_selection,random,oracle,controller"
+METHODS = "full,equal_split,random,oracle,controller,dynmm"
 
 
 def run_json(capsys, argv):
@@ -35,6 +36,16 @@ def controller_path(model_path, tmp_path_factory):
     path = tmp_path_factory.mktemp("controller") / "controller"
     save_controller(LayerController(ControllerConfig(channels=(8,), hidden=16), model.config),
                     path, {})
+    return path
+
+
+@pytest.fixture(scope="module")
+def gate_path(model_path, tmp_path_factory):
+    torch.manual_seed(2)
+    model, _ = load_checkpoint(model_path)
+    path = tmp_path_factory.mktemp("gate") / "gate"
+    save_gate(ModalityGate(GateConfig(depths=(1, 2), channels=(8,), hidden=16), model.config),
+              path, {})
     return path
 
 
@@ -65,11 +76,12 @@ def test_live_modalities_are_the_sensors_with_data():
     assert live_modalities(blurred) == ("camera", "depth", "lidar")  # degraded, not dead
 
 
-def test_budget_sweep_json_and_plot(model_path, controller_path, tmp_path, capsys):
+def test_budget_sweep_json_and_plot(model_path, controller_path, gate_path, tmp_path, capsys):
     plot = tmp_path / "sweep.png"
     report = run_json(capsys, [
         "evaluate", "--model", str(model_path), "--frames", "2", "--threads", "1",
         "--methods", METHODS, "--budgets", "0.5,1", "--controller", str(controller_path),
+        "--gate", str(gate_path),
         "--conditions", "clean,camera:motion_blur,mixed,lidar:dead", "--severities", "1",
         "--json", "--plot", str(plot)])
     assert report["methods"] == METHODS.split(",") and report["budgets"] == [0.5, 1.0]
@@ -78,6 +90,7 @@ def test_budget_sweep_json_and_plot(model_path, controller_path, tmp_path, capsy
         "clean", "camera:motion_blur@1", f"{MIXED}@1", "lidar:dead"]
     assert report["conditions"]["camera:motion_blur@1"]["held_out"]
     assert report["allocator_gflops"]["full"] == 0 and report["allocator_gflops"]["controller"] > 0
+    assert report["allocator_gflops"]["dynmm"] > 0
     assert "oracle" not in report["allocator_gflops"]
     for name, condition in report["conditions"].items():
         assert set(condition) >= {"label", "spec", "mean_quality", "live_fraction", "methods"}
@@ -86,7 +99,12 @@ def test_budget_sweep_json_and_plot(model_path, controller_path, tmp_path, capsy
             for budget, result in budgets.items():
                 assert set(result) == {"mAP", "AP_per_class", "mean_blocks", "run_fraction",
                                        "gflops", "block_cost_fraction", "latency_ms",
-                                       "allocate_ms"}
+                                       "allocate_ms", "paths"}
+                assert sum(result["paths"].values()) == 2  # frames
+                for path, frames in result["paths"].items():
+                    blocks = dict(zip(("camera", "depth", "lidar"), map(int, path.split("/")),
+                                      strict=True))
+                    assert all(blocks[m] <= 2 for m in blocks) and frames >= 1
                 assert all(0 <= share <= 1 for share in result["run_fraction"].values())
                 assert 0 <= result["mAP"] <= 1 and result["latency_ms"] > 0
                 assert result["gflops"] <= report["full_gflops"] + 1e-9
@@ -101,6 +119,7 @@ def test_budget_sweep_json_and_plot(model_path, controller_path, tmp_path, capsy
     assert report["conditions"]["clean"]["methods"]["equal_split"]["0.5"]["mean_blocks"] == {
         "camera": 1, "depth": 1, "lidar": 1}
     assert plot.stat().st_size > 10_000
+    assert (tmp_path / "sweep_tradeoff.png").stat().st_size > 10_000
 
 
 def test_profile_writes_a_cost_table_the_sweep_prices_in_ms(model_path, tmp_path, capsys):

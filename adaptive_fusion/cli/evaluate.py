@@ -4,7 +4,7 @@ Renders a fixed set of test scenes (seeds from 2,000,000, never used in training
 condition (clean, dead sensors, corruptions at severities, two at once), and scores the model
 with nuScenes-style matching by BEV centre distance (0.5, 1, 2, 4 m): at one layer allocation
 (--layers), or, given --methods/--budgets/--controller, as a budget sweep comparing allocation
-methods (full, equal_split, modality_selection, random, oracle, controller) at fractions of the
+methods (full, equal_split, random, oracle, controller, dynmm) at fractions of the
 blocks' compute, with the blocks each gives each modality. The oracle tries every prefix
 combination, (layers + 1)^3 per scene and condition (several seconds each on one core): it sets
 the sweep's time. With --breakdown (one allocation) it also says why mAP is what it is: AP per
@@ -12,7 +12,7 @@ distance and visibility band, what class confusion costs, and the radial/lateral
 errors of the true positives (lab/evaluation/breakdown.py), in the JSON, the text and a second PNG
 <plot stem>_breakdown.png. The sweep table of docs/model.md:
 
-  adaptive-fusion evaluate --methods full,equal_split,modality_selection,random,oracle,controller
+  adaptive-fusion evaluate --methods full,equal_split,random,oracle,controller,dynmm
       --budgets 0.125,0.25,0.5,0.75,1 --conditions clean,single,mixed,dead --severities 1
       --controller runs/controller/best --plot runs/sweep.png --json > runs/sweep.json
 """
@@ -44,13 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="timed forward passes (at least 1)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (latency)")
     parser.add_argument("--methods",
-                        help="budget sweep: comma list of full, equal_split, modality_selection, "
-                             "random, oracle, controller (default: all but controller, plus it "
-                             "with --controller)")
+                        help="budget sweep: comma list of full, equal_split, random, oracle, "
+                             "controller, dynmm (default: all but controller and dynmm, plus the "
+                             "controller with --controller, the gate with --gate)")
     parser.add_argument("--budgets",
                         help="budget sweep: fractions of the blocks' cost "
                              "(default 0.125,0.25,0.5,0.75,1)")
     parser.add_argument("--controller", help="budget sweep: controller checkpoint to compare")
+    parser.add_argument("--gate", help="budget sweep: DynMM gate checkpoint for method dynmm "
+                                       "(default: the packaged gate)")
     parser.add_argument("--costs",
                         help="budget sweep: cost table JSON from `adaptive-fusion profile` (ms); "
                              "default: the model's FLOPs per block")
@@ -86,19 +88,20 @@ def run(args: argparse.Namespace) -> int:
     from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint
 
     torch.set_num_threads(args.threads)
-    sweep = args.methods is not None or args.budgets is not None or args.controller is not None
+    sweep = any(value is not None for value in (args.methods, args.budgets, args.controller,
+                                                 args.gate))
     try:
         if sweep and args.layers is not None:
             raise ValueError("--layers sets one allocation; a sweep (--methods, --budgets, "
-                             "--controller) lets each method choose its own")
+                             "--controller, --gate) lets each method choose its own")
         if not sweep and args.costs is not None:
             raise ValueError("--costs prices the budgets of a sweep: add --methods or --budgets")
         if sweep and args.breakdown is not None:
             raise ValueError("--breakdown explains one allocation's score: drop --methods, "
-                             "--budgets and --controller")
+                             "--budgets, --controller and --gate")
         if sweep and args.protocol != "all":
             raise ValueError("--protocol nuscenes scores one allocation: drop --methods, "
-                             "--budgets and --controller")
+                             "--budgets, --controller and --gate")
         if args.frames < 1:
             raise ValueError("--frames must be at least 1")
         model, _ = load_checkpoint(args.model or DEFAULT_MODEL)
@@ -266,7 +269,7 @@ def run_sweep_command(args: argparse.Namespace, model) -> int:
         check_methods,
         check_table,
         format_sweep,
-        plot_sweep,
+        plot_sweep_and_tradeoff,
         run_sweep,
     )
     from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError
@@ -274,6 +277,7 @@ def run_sweep_command(args: argparse.Namespace, model) -> int:
 
     default_methods = [*BASELINES, PrefixOracle.name]
     default_methods += ["controller"] if args.controller else []
+    default_methods += ["dynmm"] if args.gate else []
     try:
         names = (args.methods.split(",") if args.methods else default_methods)
         names = list(dict.fromkeys(n.strip() for n in names if n.strip()))
@@ -284,7 +288,7 @@ def run_sweep_command(args: argparse.Namespace, model) -> int:
         flop_table = flop_cost_table(model)
         table = CostTable.load(args.costs) if args.costs else flop_table
         check_table(table, model)
-        methods = build_methods(names, model, table, args.controller, args.seed)
+        methods = build_methods(names, model, table, args.controller, args.seed, args.gate)
     except (CheckpointError, CostTableError, BudgetError, ValueError) as error:
         print(f"error: {error}")
         return 2
@@ -294,5 +298,6 @@ def run_sweep_command(args: argparse.Namespace, model) -> int:
                        show_progress=True)
     report["model"] = str(args.model or DEFAULT_MODEL)
     report["controller"] = args.controller
-    return _output(args, report, plot_sweep,
+    report["gate"] = args.gate
+    return _output(args, report, plot_sweep_and_tradeoff,
                    lambda: f"model {report['model']}\n{format_sweep(report)}")

@@ -18,6 +18,7 @@ COMMANDS = (
     "doctor",
     "demo",
     "train-controller",
+    "train-gate",
     "record",
     "replay",
 )

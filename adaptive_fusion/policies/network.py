@@ -102,16 +102,26 @@ def pooled_view(raster: torch.Tensor, factor: int) -> torch.Tensor:
     return torch.cat([mean, std], dim=1)
 
 
-class ViewEncoder(nn.Module):
-    """Pooled view -> feature vector: a 3x3 convolution at the view grid, then stride-2 ones,
-    global average."""
+def budget_features(budget: torch.Tensor) -> torch.Tensor:
+    """(B,) budget fractions -> (B, 3): the fraction, its square root and its log scaled to
+    [0, 1] over [MIN_BUDGET, 1], so that small budgets are told apart as well as large ones."""
+    budget = budget.float().clamp(MIN_BUDGET, 1.0).view(-1, 1)
+    return torch.cat([budget, budget.sqrt(), budget.log() / math.log(MIN_BUDGET)], 1)
 
-    def __init__(self, in_channels: int, channels: tuple[int, ...]):
+
+class ViewEncoder(nn.Module):
+    """Pooled view -> feature vector: convolutions (the first at `first_stride`, the others at
+    stride 2), each followed by `activation`, then the mean over the image. The controller's:
+    3x3, the first at the view grid, GELU; the DynMM gate's (gate.py): DynMM's 5x5 stride 2,
+    tanh."""
+
+    def __init__(self, in_channels: int, channels: tuple[int, ...], kernel: int = 3,
+                 first_stride: int = 1, activation: type[nn.Module] = nn.GELU):
         super().__init__()
         layers: list[nn.Module] = []
         for index, out in enumerate(channels):
-            layers += [nn.Conv2d(in_channels, out, 3, stride=1 if index == 0 else 2, padding=1),
-                       nn.GELU()]
+            layers += [nn.Conv2d(in_channels, out, kernel, stride=first_stride if index == 0
+                                 else 2, padding=kernel // 2), activation()]
             in_channels = out
         self.net = nn.Sequential(*layers)
 
@@ -170,9 +180,8 @@ class LayerController(nn.Module):
                 features.append(feature * live[:, m : m + 1])
             else:
                 features.append(live.new_zeros(len(live), self.config.channels[-1]))
-        budget = budget.float().clamp(MIN_BUDGET, 1.0).view(-1, 1)
-        condition = torch.cat([budget, budget.sqrt(), budget.log() / math.log(MIN_BUDGET)], 1)
-        x = self.trunk(torch.cat([*features, quality.float() * live, live, condition], dim=1))
+        x = self.trunk(torch.cat([*features, quality.float() * live, live,
+                                  budget_features(budget)], dim=1))
         count = len(self.modalities)
         outputs = {"slots": self.slots(x).view(-1, count, self.layers)}
         if self.config.slot_range:

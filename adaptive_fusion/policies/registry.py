@@ -4,9 +4,11 @@ the total number of blocks the budget allows.
 `controller` is the learned layer controller (adaptive_fusion.lab.controller): it sees the frame's
 inputs, the quality and the budget, and picks any blocks; one trained with may_skip_live may
 also switch a live but harmful sensor off (left out of the allocation: 0 blocks, its raster not
-run, the budget spent on the others). The two others are hand-made rules,
-named for what they do, that look at quality only; their counts become prefixes of each
-modality's block stack (block 0 always runs for a live modality).
+run, the budget spent on the others). `dynmm` is DynMM's learned gate (adaptive_fusion.lab.gate):
+it picks one of a menu of paths (which modalities run, and how many blocks each) among those
+that fit the budget. The two others are hand-made rules, named for what they do, that look at
+quality only; their counts become prefixes of each modality's block stack (block 0 always runs
+for a live modality).
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from adaptive_fusion.model.allocation import Allocation, first_blocks
 from adaptive_fusion.model.checkpoint import CheckpointError
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.model.inputs import ModelInputs
-from adaptive_fusion.policies.checkpoint import DEFAULT_CONTROLLER
+from adaptive_fusion.policies.checkpoint import DEFAULT_CONTROLLER, DEFAULT_GATE
 from adaptive_fusion.policies.costs import flop_cost_table
-from adaptive_fusion.policies.learned import LearnedAllocator
+from adaptive_fusion.policies.learned import GateAllocator, LearnedAllocator
 
 
 class AllocationPolicy(Protocol):
@@ -107,15 +109,14 @@ def _largest_remainder(weights: np.ndarray, total: int, caps: np.ndarray) -> np.
     return shares
 
 
-class ControllerPolicy:
-    """The learned controller behind the runtime's block budget: `total_blocks` of the full
-    model's becomes the same fraction of the blocks' compute (the controller's budget input),
-    filled with the slots it values most per FLOP, for the live modalities it chooses to run."""
+class LearnedPolicy:
+    """A learned allocator (the layer controller, or the DynMM gate) behind the runtime's block
+    budget: `total_blocks` of the full model's becomes the same fraction of the blocks' cost in
+    the allocator's table (its budget input)."""
 
-    name = "controller"
-
-    def __init__(self, allocator: LearnedAllocator, full_blocks: int):
+    def __init__(self, allocator: LearnedAllocator | GateAllocator, full_blocks: int):
         self.allocator = allocator
+        self.name = allocator.name
         self.full_blocks = full_blocks
 
     def allocate(
@@ -123,26 +124,31 @@ class ControllerPolicy:
         inputs: ModelInputs | None = None,
     ) -> Allocation:
         if inputs is None:
-            raise ValueError("the controller policy needs the frame's model inputs")
+            raise ValueError(f"the {self.name} policy needs the frame's model inputs")
         budget = total_blocks / self.full_blocks * self.allocator.block_total
         return self.allocator.allocate(inputs, quality, live, budget)
 
 
-POLICIES = ("controller", QualityWeightedPolicy.name, EqualSplitPolicy.name)
+LEARNED = {LearnedAllocator.name: (LearnedAllocator, DEFAULT_CONTROLLER),
+           GateAllocator.name: (GateAllocator, DEFAULT_GATE)}
+POLICIES = (*LEARNED, QualityWeightedPolicy.name, EqualSplitPolicy.name)
 
 
 def make_policy(
-    name: str, model: AdaptiveFusionDetector, controller_path: str | None = None
+    name: str, model: AdaptiveFusionDetector, checkpoint: str | None = None
 ) -> AllocationPolicy:
-    """The named policy for `model`; "controller" loads controller_path (default: the packaged
-    controller) and raises CheckpointError when it is missing or does not fit the model."""
+    """The named policy for `model`; a learned one ("controller", "dynmm") loads `checkpoint`
+    (default: the packaged one) and raises CheckpointError when it is missing or does not fit
+    the model."""
     config = model.config
-    if name == "controller":
-        allocator = LearnedAllocator(controller_path or DEFAULT_CONTROLLER, flop_cost_table(model))
-        if allocator.controller.model_config != config:
-            raise CheckpointError("the controller was trained for another detector "
-                                  f"({allocator.controller.model_config} vs {config})")
-        return ControllerPolicy(allocator, config.layers * len(config.modalities))
+    if name in LEARNED:
+        allocator_class, default = LEARNED[name]
+        allocator = allocator_class(checkpoint or default, flop_cost_table(model))
+        network = getattr(allocator, "controller", None) or allocator.gate
+        if network.model_config != config:
+            raise CheckpointError(f"the {name} was trained for another detector "
+                                  f"({network.model_config} vs {config})")
+        return LearnedPolicy(allocator, config.layers * len(config.modalities))
     rules = {policy.name: policy for policy in (QualityWeightedPolicy, EqualSplitPolicy)}
     if name not in rules:
         raise ValueError(f"unknown allocation policy {name!r}; known: {', '.join(POLICIES)}")

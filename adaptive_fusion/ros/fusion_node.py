@@ -119,6 +119,8 @@ PARAMETERS = (
          read_only=True),
     Spec("controller_path", "", "layer controller checkpoint for policy 'controller'; '' = the "
          "packaged controller", read_only=True),
+    Spec("gate_path", "", "DynMM gate checkpoint for policy 'dynmm'; '' = the packaged gate",
+         read_only=True),
     Spec("device", "cpu", "torch device for inference", read_only=True),
     Spec("threads", 0, "torch intra-op threads (0 = torch's default)", (0, 256), True),
     Spec("stream_scheduling", "auto", "with more than one thread on a CPU: run the modality "
@@ -251,7 +253,8 @@ class FusionNode(LifecycleNode):
 
     def _make_policy(self, name: str, model=None):
         model = model if model is not None else self.pipeline.model
-        return make_policy(name, model, self._param("controller_path") or None)
+        checkpoint = {"controller": "controller_path", "dynmm": "gate_path"}.get(name)
+        return make_policy(name, model, self._param(checkpoint) or None if checkpoint else None)
 
     def _monitor_config(self) -> MonitorConfig:
         return MonitorConfig(

@@ -6,10 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from adaptive_fusion.lab.training.augment import CorruptionSampler
-from adaptive_fusion.lab.training.config import ConfigError, DataConfig, OptimiserConfig, _build
+from adaptive_fusion.lab.training.config import (
+    ConfigError,
+    DataConfig,
+    OptimiserConfig,
+    read_config,
+)
 from adaptive_fusion.lab.training.precision import check_bf16_setting
 from adaptive_fusion.policies.network import ControllerConfig
 
@@ -81,11 +84,7 @@ class ControllerTrainConfig:
 
 
 def load_controller_config(path: str | Path) -> ControllerTrainConfig:
-    try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"cannot read controller training config {path}: {error}") from error
-    config = _build(ControllerTrainConfig, values, "")
+    config = read_config(ControllerTrainConfig, path, "controller training")
     config.controller_config()  # validate early
     try:
         check_bf16_setting(config.bf16, str(path))

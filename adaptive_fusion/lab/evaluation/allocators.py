@@ -1,18 +1,19 @@
-"""The baseline layer allocators the learned controller is compared with, on the same frozen
-detector: full depth, ADMN's equal split, DynMM/AdaMML-style modality selection, random slots and
-a per-sample oracle. All share the controller's call, `allocate(inputs, quality, live, budget)`,
-with the budget in the cost units of a CostTable (the blocks only, as block_budget gives it).
+"""The baseline layer allocators the learned ones (the layer controller, the DynMM gate) are
+compared with, on the same frozen detector: full depth, ADMN's equal split, random slots and a
+per-sample oracle. All share the learned allocators' call, `allocate(inputs, quality, live,
+budget)`, with the budget in the cost units of a CostTable (the blocks only, as block_budget
+gives it).
 
 A live modality is one whose sensor delivers data; a dead one never gets a block. Allocators may
-leave a live one out too (modality selection; the oracle; a controller with may_skip_live): it
-then counts 0 blocks, as a dead one does.
+leave a live one out too (the oracle; the gate; a controller with may_skip_live): it then counts
+0 blocks, as a dead one does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import combinations, product
+from itertools import product
 from typing import Protocol
 
 import numpy as np
@@ -83,33 +84,6 @@ class EqualSplit(_TableAllocator):
         share = max([k for k in range(1, self.layers + 1) if fits(share_cost[k], budget)],
                     default=1)
         return {name: first_blocks(share) for name in self.modalities if name in live}
-
-
-class ModalitySelection(_TableAllocator):
-    """DynMM / AdaMML: choose which modalities run, each with all its blocks. Among the subsets
-    of live modalities whose full depth fits the budget, the one with the highest summed quality
-    (ties: the cheaper). When not even one modality fits at full depth (below a third of the
-    compute here), the best-quality modality runs the longest prefix that fits (an early exit,
-    block 0 at least): those methods have no answer there, and reporting nothing would make the
-    baseline look worse than the most favourable reading of it."""
-
-    name = "modality_selection"
-
-    def allocate(self, inputs, quality, live, budget) -> Allocation:
-        names = [name for name in self.modalities if name in live]
-        if not names:
-            return {}
-        full = {name: self.prefix[self._row(name), -1] for name in names}
-        subsets = [subset for size in range(1, len(names) + 1)
-                   for subset in combinations(names, size)
-                   if fits(sum(full[name] for name in subset), budget)]
-        if subsets:
-            best = max(subsets, key=lambda s: (sum(quality.get(n, 0.0) for n in s),
-                                               -sum(full[n] for n in s)))
-            return {name: first_blocks(self.layers) for name in best}
-        best_name = max(names, key=lambda name: quality.get(name, 0.0))
-        reachable = fits(self.prefix[self._row(best_name)], budget)
-        return {best_name: first_blocks(max(1, int(np.flatnonzero(reachable).max())))}
 
 
 class RandomSlots(_TableAllocator):
@@ -240,7 +214,7 @@ class PrefixOracle(_TableAllocator):
     """Upper bound: per frame, the allocation scoring best against that frame's ground truth
     (frame_score) among all per-modality prefixes that fit the budget. A live modality may run
     0..layers blocks (at least one modality runs), a dead one none: 0 is allowed so that the
-    search covers every baseline's choices (modality selection switches modalities off) and the
+    search covers every baseline's choices (the gate switches modalities off) and the
     oracle bounds them all. Random subsets that are not prefixes lie outside it.
 
     Every stream runs once per prefix length; each of the (layers + 1)^live combinations then
@@ -291,5 +265,5 @@ class PrefixOracle(_TableAllocator):
         return PrefixSearch(self.modalities, counts, cost, ap, false_mass)
 
 
-BASELINES = {cls.name: cls for cls in (FullDepth, EqualSplit, ModalitySelection, RandomSlots)}
-METHODS = (*BASELINES, PrefixOracle.name, "controller")
+BASELINES = {cls.name: cls for cls in (FullDepth, EqualSplit, RandomSlots)}
+METHODS = (*BASELINES, PrefixOracle.name, "controller", "dynmm")

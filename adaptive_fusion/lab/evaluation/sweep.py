@@ -11,8 +11,10 @@ Budgets are fractions of the blocks' cost in the allocators' cost table (block_b
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -160,6 +162,9 @@ def _summarise(model, prepared, allocations, detections, table, flop_table, moda
     # apart from one given few blocks.
     summary["run_fraction"] = {m: float(np.mean([bool(a.get(m)) for a in allocations]))
                                for m in modalities}
+    # How often each path ran: blocks per modality, "camera/depth/lidar" ("2/0/1")
+    paths = Counter("/".join(str(len(a.get(m, ()))) for m in modalities) for a in allocations)
+    summary["paths"] = dict(paths.most_common())
     summary["gflops"] = float(np.mean(
         [flop_table.fixed + flop_table.allocation_cost(a) for a in allocations]))
     summary["block_cost_fraction"] = float(np.mean(
@@ -207,6 +212,11 @@ def format_sweep(report: dict) -> str:
             lines.append(f"{method:<20}" + "".join(
                 f"{results[b]['gflops']:>8.3f} /{results[b]['latency_ms']:>5.1f}"
                 for b in budgets))
+        lines += ["", "mean of the conditions: measured ms per frame (forward + decode + "
+                  "allocator) / mAP", f"{'method':<20}{header}"]
+        for method, points in tradeoff(report).items():
+            lines.append(f"{method:<20}" + "".join(f"{ms:>8.1f} /{score:>6.3f}"
+                                                   for ms, score in points))
         lines.append("allocator's own cost per frame: " + ", ".join(
             f"{m} {g:.4f} GFLOPs {first['methods'][m][budgets[0]]['allocate_ms']:.2f} ms"
             for m, g in report.get("allocator_gflops", {}).items()))
@@ -273,6 +283,87 @@ def plot_sweep(report: dict, path: str) -> None:
     plt.close(fig)
 
 
+def frame_ms(result: Mapping) -> float:
+    """A method's measured time per frame at one budget: its median forward + decode and its
+    own allocate call (the controller's or the gate's network; nothing for the rules)."""
+    return result["latency_ms"] + result["allocate_ms"]
+
+
+def tradeoff(report: dict) -> dict[str, list[tuple[float, float]]]:
+    """Per method, per budget: (measured ms per frame, mAP), each averaged over the conditions."""
+    conditions = list(report["conditions"].values())
+    return {method: [(float(np.mean([frame_ms(c["methods"][method][_budget_key(b)])
+                                     for c in conditions])),
+                      float(np.mean([c["methods"][method][_budget_key(b)]["mAP"] or 0.0
+                                     for c in conditions])))
+                     for b in report["budgets"]]
+            for method in report["methods"]}
+
+
+def plot_tradeoff(report: dict, path: str, histogram_method: str = "dynmm",
+                  histogram_budget: float = 0.25) -> None:
+    """Left: mAP averaged over the conditions against the measured time per frame, one line per
+    method through its budgets. Right: the paths `histogram_method` chose at the budget nearest
+    `histogram_budget` in each condition (share of frames running each set of modalities)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.2),
+                                      gridspec_kw={"width_ratios": [1, 1.4]})
+    for method, points in tradeoff(report).items():
+        ms, score = zip(*points, strict=True)
+        style = "--" if method in ("oracle", "full") else "-"
+        left.plot(ms, score, style, marker="o", ms=4, label=method)
+        for (x, y), budget in zip(points, report["budgets"], strict=True):
+            left.annotate(f"{100 * budget:g}%", (x, y), fontsize=6, xytext=(2, 2),
+                          textcoords="offset points")
+    left.set_xlabel("measured ms per frame (forward + decode + allocator), mean of conditions")
+    left.set_ylabel(f"mAP, mean of {len(report['conditions'])} conditions")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    histogram_budget = min(report["budgets"], key=lambda b: abs(b - histogram_budget))
+    key = _budget_key(histogram_budget)
+    if histogram_method in report["methods"]:
+        names = list(report["conditions"])
+        modalities = list(next(iter(report["conditions"].values()))["mean_quality"])
+        subsets = sorted({_running(p, modalities)
+                          for c in report["conditions"].values()
+                          for p in c["methods"][histogram_method][key]["paths"]})
+        bottom = np.zeros(len(names))
+        for subset in subsets:
+            share = []
+            for name in names:
+                paths = report["conditions"][name]["methods"][histogram_method][key]["paths"]
+                share.append(sum(n for p, n in paths.items() if _running(p, modalities) == subset)
+                             / max(1, sum(paths.values())))
+            right.bar(range(len(names)), share, bottom=bottom, label=subset)
+            bottom += share
+        right.set_xticks(range(len(names)), [report["conditions"][n]["label"] for n in names],
+                         rotation=35, ha="right", fontsize=7)
+        right.set_ylabel("share of frames")
+        right.set_title(f"{histogram_method}: sensors run at {100 * histogram_budget:g}% "
+                        "of the blocks", fontsize=9)
+        right.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_sweep_and_tradeoff(report: dict, path: str) -> None:
+    """plot_sweep at `path`, plot_tradeoff beside it at <stem>_tradeoff.png."""
+    plot_sweep(report, path)
+    target = Path(path)
+    plot_tradeoff(report, str(target.with_name(f"{target.stem}_tradeoff.png")))
+
+
+def _running(path: str, modalities: Sequence[str]) -> str:
+    """"2/0/1" -> "camera+lidar"."""
+    return "+".join(m for m, blocks in zip(modalities, path.split("/"), strict=True)
+                    if blocks != "0")
+
+
 def check_methods(names: Sequence[str], controller: str | None) -> None:
     """Known method names, and a controller checkpoint when the controller is one of them."""
     from adaptive_fusion.lab.evaluation.allocators import METHODS
@@ -285,17 +376,21 @@ def check_methods(names: Sequence[str], controller: str | None) -> None:
 
 
 def build_methods(names: Sequence[str], model: AdaptiveFusionDetector, table: CostTable,
-                  controller: str | None = None, seed: int = 0) -> dict[str, Allocator]:
-    """Allocators by name (allocators.METHODS), all pricing budgets with `table`."""
+                  controller: str | None = None, seed: int = 0, gate: str | None = None,
+                  ) -> dict[str, Allocator]:
+    """Allocators by name (allocators.METHODS), all pricing budgets with `table`; "dynmm" loads
+    `gate` (default: the packaged gate)."""
     from adaptive_fusion.lab.evaluation.allocators import BASELINES, PrefixOracle, RandomSlots
+    from adaptive_fusion.policies.checkpoint import DEFAULT_GATE
+    from adaptive_fusion.policies.learned import GateAllocator, LearnedAllocator
 
     check_methods(names, controller)
     methods: dict[str, Allocator] = {}
     for name in names:
         if name == "controller":
-            from adaptive_fusion.policies.learned import LearnedAllocator
-
             methods[name] = LearnedAllocator(controller, table)
+        elif name == GateAllocator.name:
+            methods[name] = GateAllocator(gate or DEFAULT_GATE, table)
         elif name == PrefixOracle.name:
             methods[name] = PrefixOracle(model, table)
         elif name == RandomSlots.name:

@@ -99,12 +99,18 @@ def _build(cls, values: Any, where: str):
     return cls(**kwargs)
 
 
-def load_config(path: str | Path) -> TrainConfig:
+def read_config(cls, path: str | Path, what: str):
+    """A `cls` dataclass from the YAML file at `path`, every key checked (ConfigError names
+    `what` when the file cannot be read)."""
     try:
         values = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"cannot read training config {path}: {error}") from error
-    config = _build(TrainConfig, values, "")
+        raise ConfigError(f"cannot read {what} config {path}: {error}") from error
+    return _build(cls, values, "")
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    config = read_config(TrainConfig, path, "training")
     config.model_config()  # validate early
     try:
         check_bf16_setting(config.bf16, str(path))

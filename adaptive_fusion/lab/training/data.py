@@ -15,7 +15,7 @@ from adaptive_fusion.lab.training.augment import CorruptionSampler, mirror
 from adaptive_fusion.lab.training.cache import load_frames
 from adaptive_fusion.model.coding import encode_targets
 from adaptive_fusion.model.config import ModelConfig
-from adaptive_fusion.model.inputs import prepare_inputs
+from adaptive_fusion.model.inputs import ModelInputs, prepare_inputs
 
 
 def model_boxes2d(frames: FrameSet, config: ModelConfig) -> np.ndarray:
@@ -28,12 +28,16 @@ def make_sample(frames: FrameSet, config: ModelConfig) -> dict[str, torch.Tensor
     """One frame set -> tensors the collate function stacks: rasters under their modality names
     and targets under "heatmap", "regression", "mask"."""
     inputs = prepare_inputs(frames, config)
-    targets = encode_targets(
-        boxes_from_objects(frames.objects), model_boxes2d(frames, config), inputs.K,
-        inputs.T_cam_lidar, config,
-    )
-    arrays = {**inputs.rasters, **targets}
+    arrays = {**inputs.rasters, **frame_targets(frames, inputs, config)}
     return {name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in arrays.items()}
+
+
+def frame_targets(frames: FrameSet, inputs: ModelInputs, config: ModelConfig
+                  ) -> dict[str, np.ndarray]:
+    """The detection targets of a frame set ("heatmap", "regression", "mask") in the geometry of
+    its model inputs."""
+    return encode_targets(boxes_from_objects(frames.objects), model_boxes2d(frames, config),
+                          inputs.K, inputs.T_cam_lidar, config)
 
 
 class FrameDataset(Dataset):

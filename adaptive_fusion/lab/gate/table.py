@@ -1,0 +1,121 @@
+"""The gate's training table: per training sample, what the gate reads (the pooled views of its
+rasters, the measured quality, the live flags) and the frozen detector's detection loss on every
+path of the menu (policies/gate.path_counts).
+
+The detector is frozen, so the loss of a path on a sample is a fixed number. DynMM's trainer
+runs the chosen branch of every sample at every step; with the branches frozen that computes the
+same numbers again each epoch. Here each (sample, path) loss is computed once, and the gate
+trains on the table: the same gradient (a straight-through one-hot times the losses), thousands
+of times cheaper per step. Each sample runs its live streams once, keeping every prefix
+(evaluation/allocators.stream_prefixes); a path then costs only the fusion and the head.
+
+The losses are those of the detector as deployed (no teacher forcing, see controller/usage.py).
+A path that runs a modality the sample does not have (a dead sensor) has loss NaN: the trainer
+never offers it.
+
+The table is written in chunks of `chunk` samples (`<out>/<first sample>.safetensors`), so an
+interrupted build resumes at the first missing chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from adaptive_fusion.lab.evaluation.allocators import prefix_outputs, stream_prefixes
+from adaptive_fusion.lab.evaluation.runner import batch_of_one
+from adaptive_fusion.lab.evaluation.sweep import live_modalities
+from adaptive_fusion.lab.training.augment import CorruptionSampler
+from adaptive_fusion.lab.training.cache import load_frames
+from adaptive_fusion.lab.training.data import frame_targets
+from adaptive_fusion.lab.training.loss import per_sample_detection_loss
+from adaptive_fusion.model.detector import AdaptiveFusionDetector
+from adaptive_fusion.model.inputs import prepare_inputs
+from adaptive_fusion.policies.gate import ModalityGate
+from adaptive_fusion.quality import measure
+
+HEAD_BATCH = 64  # paths fused and scored at once
+
+
+@torch.inference_mode()
+def sample_row(detector: AdaptiveFusionDetector, gate: ModalityGate, frames) -> dict:
+    """One sample's row: "view_<modality>" of each live modality, "quality", "live" (modalities,)
+    and "losses" (paths,)."""
+    config = detector.config
+    modalities = tuple(config.modalities)
+    live = live_modalities(frames)
+    inputs = prepare_inputs(frames, config)
+    quality = measure(frames)
+    targets = {name: torch.from_numpy(np.ascontiguousarray(array)).unsqueeze(0)
+               for name, array in frame_targets(frames, inputs, config).items()}
+    paths = gate.paths.numpy()
+    on_live = (paths[:, [m for m, name in enumerate(modalities) if name not in live]] == 0).all(1)
+    losses = torch.full((len(paths),), float("nan"))
+    prefixes = stream_prefixes(detector, inputs, live)
+    chosen = np.flatnonzero(on_live)
+    for start in range(0, len(chosen), HEAD_BATCH):
+        index = chosen[start : start + HEAD_BATCH]
+        outputs = prefix_outputs(detector, inputs, paths[index], prefixes)
+        expanded = {name: t.expand(len(index), *t.shape[1:]) for name, t in targets.items()}
+        losses[index] = per_sample_detection_loss(
+            {k: v.float() for k, v in outputs.items()}, expanded, teacher_forcing=False)
+    rasters = {name: raster for name, raster in batch_of_one(inputs, detector).items()
+               if name in live}
+    row = {f"view_{name}": view[0].half() for name, view in gate.views(rasters).items()}
+    row.update(quality=torch.tensor([quality[name].score if name in quality else 0.0
+                                     for name in modalities]),
+               live=torch.tensor([float(name in live) for name in modalities]),
+               losses=losses)
+    return row
+
+
+def stack_rows(rows: Sequence[dict], gate: ModalityGate) -> dict[str, torch.Tensor]:
+    """Rows -> one tensor per key; a modality a sample lacks gets a zero view."""
+    shapes = {}
+    for row in rows:
+        shapes.update({key: value.shape for key, value in row.items()})
+    return {key: torch.stack([row.get(key, torch.zeros(shape, dtype=torch.float16))
+                              for row in rows]) for key, shape in shapes.items()}
+
+
+def build_table(detector: AdaptiveFusionDetector, gate: ModalityGate, files: Sequence[Path],
+                corruptions: CorruptionSampler, seed: tuple[int, ...], out: Path,
+                chunk: int = 100, show_progress: bool = True) -> dict[str, torch.Tensor]:
+    """The table of `files` (sample i corrupted by `corruptions` with seed (*seed, i)), built
+    chunk by chunk into `out` (existing chunks are kept), then read back whole."""
+    out.mkdir(parents=True, exist_ok=True)
+    progress = tqdm(total=len(files), desc=f"gate table {out.name}", disable=not show_progress)
+    for first in range(0, len(files), chunk):
+        path = out / f"{first:07d}.safetensors"
+        count = min(chunk, len(files) - first)
+        if not path.exists():
+            rows = []
+            for index in range(first, first + count):
+                rng = np.random.default_rng([*seed, index])
+                frames, _ = corruptions.apply_with_spec(load_frames(files[index]), rng)
+                rows.append(sample_row(detector, gate, frames))
+                progress.update()
+            save_file(stack_rows(rows, gate), str(path.with_suffix(".partial")))
+            path.with_suffix(".partial").rename(path)  # a chunk exists only when complete
+        else:
+            progress.update(count)
+    progress.close()
+    return read_table(out, len(files), chunk)
+
+
+def read_table(out: Path, samples: int, chunk: int) -> dict[str, torch.Tensor]:
+    parts = [load_file(str(out / f"{first:07d}.safetensors"))
+             for first in range(0, samples, chunk)]
+    keys = set().union(*parts)
+    table = {}
+    for key in keys:
+        shape = next(part[key].shape[1:] for part in parts if key in part)
+        table[key] = torch.cat([part.get(key, torch.zeros(len(part["live"]), *shape,
+                                                          dtype=torch.float16))
+                                for part in parts])
+    return table

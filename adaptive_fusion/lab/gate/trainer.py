@@ -1,0 +1,210 @@
+"""Training DynMM's gate over the frozen detector, DynMM's way, on the table of path losses.
+
+Per sample a random budget fraction f; the gate's logits over the paths that run only live
+modalities become path weights: a softmax at temperature tau (decaying exponentially over the
+epochs, DynMM's ExpDecay), soft before schedule.hard_epoch and from then on the straight-through
+one-hot of the argmax (the path that would run, with the softmax's gradient). The loss is DynMM's:
+
+    task + lambda * max(0, E[ms] - B) / T
+
+task the weighted detection loss of the paths (table.py), E[ms] the weighted cost of their blocks
+in the cost table measured on this machine, B = f T, T the cost of all blocks. DynMM's lambda is
+per GFLOP; divided by T it is per full model, the same on a fast host and a slow one. DynMM's
+random-path warm-up is not needed: it trains the branches, which here are the frozen detector.
+
+Every epoch scores the gate on the validation table as it runs (only the paths that fit the
+budget, policies/learned.GateAllocator): the mean detection loss of its paths at each validation
+budget, next to the equal split's and the best path's (the oracle's); the epoch with the lowest
+mean keeps best.*. Each stage resumes: the table chunk by chunk, the cost table from its file;
+the gate itself trains in about a minute and restarts.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from adaptive_fusion.lab.gate.config import GateTrainConfig
+from adaptive_fusion.lab.gate.table import build_table
+from adaptive_fusion.lab.training.config import config_to_dict
+from adaptive_fusion.lab.training.trainer import cached_splits, make_optimiser
+from adaptive_fusion.model.checkpoint import load_checkpoint
+from adaptive_fusion.policies.checkpoint import save_gate
+from adaptive_fusion.policies.costs import CostTable, measure_cost_table
+from adaptive_fusion.policies.gate import ModalityGate, feasible_paths, path_costs
+
+TRAIN_STREAM, VALIDATION_STREAM = 0, 1  # corruption seeds (seed, stream, sample)
+
+
+def path_weights(logits: torch.Tensor, allowed: torch.Tensor, temperature: float,
+                 hard: bool) -> torch.Tensor:
+    """DynMM's DiffSoftmax over the allowed paths: softmax(logits / temperature), or with `hard`
+    the one-hot of its argmax carrying the softmax's gradient (straight-through)."""
+    soft = F.softmax(logits.masked_fill(~allowed, -math.inf) / temperature, dim=1)
+    if not hard:
+        return soft
+    one_hot = F.one_hot(soft.argmax(dim=1), soft.shape[1]).to(soft.dtype)
+    return one_hot - soft.detach() + soft
+
+
+def temperature_at(epoch: int, epochs: int, start: float, end: float) -> float:
+    """Exponential decay from `start` at the first epoch to `end` at the last."""
+    return start * (end / start) ** (epoch / max(1, epochs - 1))
+
+
+class GateTrainer:
+    def __init__(self, config: GateTrainConfig, show_progress: bool = True):
+        self.config = config
+        self.show = show_progress
+        torch.set_num_threads(config.threads)
+        self.out = Path(config.out_dir)
+        self.detector, self.detector_document = load_checkpoint(config.detector)
+        self.detector.eval().requires_grad_(False)
+        self.modalities = tuple(self.detector.config.modalities)
+        torch.manual_seed(config.seed)
+        self.gate = ModalityGate(config.gate_config(), self.detector.config)
+        self.manifests, train_files, val_files = cached_splits(config.data, show_progress)
+        tables = self.out / "table"
+        self.val = self._usable(build_table(
+            self.detector, self.gate, val_files, config.data.corruptions,
+            (config.seed, VALIDATION_STREAM), tables / "val", config.table_chunk, show_progress))
+        self.train_table = self._usable(build_table(
+            self.detector, self.gate, train_files, config.data.corruptions,
+            (config.seed, TRAIN_STREAM), tables / "train", config.table_chunk, show_progress))
+        self.costs = self._cost_table()
+        self.path_ms = torch.from_numpy(
+            path_costs(self.gate.paths.numpy(), self.costs, self.modalities)).float()
+
+    @staticmethod
+    def _usable(table: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The samples with at least one live sensor (with all dead there is no path)."""
+        keep = table["live"].sum(dim=1) > 0
+        return {key: value[keep] for key, value in table.items()}
+
+    def _cost_table(self) -> CostTable:
+        path = self.out / "costs.json"
+        if path.exists():
+            return CostTable.load(path)
+        table = measure_cost_table(self.detector, runs=self.config.cost_runs,
+                                   threads=self.config.threads, progress=self.show)
+        table.save(path)
+        return table
+
+    def _batch(self, table: dict[str, torch.Tensor], index: torch.Tensor) -> tuple:
+        views = {name: table[f"view_{name}"][index].float()
+                 for name in self.modalities if f"view_{name}" in table}
+        return views, table["quality"][index], table["live"][index], table["losses"][index]
+
+    def train(self) -> dict:
+        config, schedule = self.config, self.config.schedule
+        samples = len(self.train_table["live"])
+        steps_per_epoch = max(1, samples // schedule.batch_size)
+        optimizer, scheduler = make_optimiser(self.gate.parameters(), config.optimiser,
+                                              steps_per_epoch * schedule.epochs)
+        rng = np.random.default_rng(config.seed)
+        block_total = self.costs.block_total()
+        best, history = math.inf, []
+        epochs = tqdm(range(schedule.epochs), desc="gate epoch", disable=not self.show)
+        for epoch in epochs:
+            temperature = temperature_at(epoch, schedule.epochs, schedule.temperature_start,
+                                         schedule.temperature_end)
+            hard = epoch >= schedule.hard_epoch
+            self.gate.train()
+            order = torch.from_numpy(rng.permutation(samples))
+            sums = {"loss": 0.0, "task": 0.0, "resource": 0.0}
+            for step in range(steps_per_epoch):
+                index = order[step * schedule.batch_size : (step + 1) * schedule.batch_size]
+                views, quality, live, losses = self._batch(self.train_table, index)
+                fraction = torch.from_numpy(
+                    rng.uniform(schedule.min_budget, 1.0, len(index))).float()
+                logits = self.gate(views, quality, live, fraction)
+                on_live = feasible_paths(self.gate.paths, self.path_ms, live,
+                                         torch.full((len(index),), math.inf))
+                weights = path_weights(logits, on_live, temperature, hard)
+                task = (weights * losses.nan_to_num(0.0)).sum(dim=1)
+                expected_ms = (weights * self.path_ms).sum(dim=1)
+                resource = config.resource_weight * F.relu(
+                    expected_ms - fraction * block_total) / block_total
+                loss = (task + resource).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.gate.parameters(), config.optimiser.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                sums["loss"] += loss.item()
+                sums["task"] += task.mean().item()
+                sums["resource"] += resource.mean().item()
+            metrics = {"epoch": epoch, "temperature": temperature, "hard": hard,
+                       **{key: value / steps_per_epoch for key, value in sums.items()},
+                       **self.validate()}
+            history.append(metrics)
+            epochs.set_postfix_str(f"loss {metrics['loss']:.3f} val {metrics['val_gate']:.3f}")
+            self.save("last", metrics, history)
+            # Only hard epochs compete: their choices are the ones the gate is trained to make.
+            if hard and metrics["val_gate"] < best:
+                best = metrics["val_gate"]
+                self.save("best", metrics, history)
+        return {"epochs": schedule.epochs, "best_val_gate": best, "last": history[-1]}
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Per validation budget: the mean detection loss of the gate's path (among those that
+        fit, as deployed), of the equal split (the deepest common depth of the menu that fits,
+        on every live modality) and of the best path that fits; "val_gate" etc. average them
+        over the budgets."""
+        self.gate.eval()
+        views, quality, live, losses = self._batch(self.val, slice(None))
+        block_total = self.costs.block_total()
+        paths = self.gate.paths
+        metrics: dict = {}
+        for fraction in self.config.validation_budgets:
+            budget = torch.full((len(live),), fraction * block_total)
+            allowed = feasible_paths(paths, self.path_ms, live, budget)
+            logits = self.gate(views, quality, live, torch.full((len(live),), fraction))
+            chosen = logits.masked_fill(~allowed, -math.inf).argmax(dim=1)
+            rows = torch.arange(len(live))
+            equal = self._equal_split(live, budget)
+            best = losses.masked_fill(~allowed | losses.isnan(), math.inf).amin(dim=1)
+            metrics[f"val_{fraction:g}"] = {
+                "gate": float(losses[rows, chosen].mean()),
+                "equal_split": float(losses[rows, equal].mean()),
+                "oracle": float(best.mean()),
+                "gate_ms": float(self.path_ms[chosen].mean()),
+                "budget_ms": fraction * block_total,
+            }
+        self.gate.train()
+        for name in ("gate", "equal_split", "oracle"):
+            metrics[f"val_{name}"] = float(np.mean(
+                [metrics[f"val_{f:g}"][name] for f in self.config.validation_budgets]))
+        return metrics
+
+    def _equal_split(self, live: torch.Tensor, budget: torch.Tensor) -> torch.Tensor:
+        """Per sample the index of the path giving every live modality the same depth, the
+        deepest whose blocks fit the budget (the shallowest when none does)."""
+        paths = self.gate.paths
+        uniform = (paths == paths.max(dim=1, keepdim=True).values) | (paths == 0)
+        same = uniform & (paths > 0).eq(live.bool().unsqueeze(1))  # (B, P, M)
+        candidates = same.all(dim=2)
+        fits = candidates & (self.path_ms.unsqueeze(0) <= budget.unsqueeze(1) + 1e-6)
+        score = torch.where(fits, self.path_ms.unsqueeze(0),
+                            torch.where(candidates, -1e6 - self.path_ms.unsqueeze(0), -math.inf))
+        return score.argmax(dim=1)
+
+    def save(self, name: str, metrics: dict, history: list[dict]) -> None:
+        save_gate(self.gate, self.out / name, {
+            "training": {
+                "config": config_to_dict(self.config),
+                "detector": self.config.detector,
+                "detector_step": self.detector_document.get("training", {}).get("step"),
+                "data_sha256": self.manifests["train"]["sha256"],
+                "samples": len(self.train_table["live"]),
+                "costs": self.costs.to_dict(),
+                "history": history,
+            },
+            "metrics": metrics,
+        })
