@@ -1,39 +1,65 @@
-"""The README's controller table from a budget sweep's JSON (`adaptive-fusion evaluate
---methods ... --json`): mAP per condition for each method at 25% and 50% of the blocks' compute,
-and the controller's mean blocks per modality there.
+"""The docs' sweep table from a budget sweep's JSON (`adaptive-fusion evaluate --methods ...
+--json`): mAP per condition for each method at 25% and 50% of the blocks' cost, the sensors the
+DynMM gate ran at 25%, the mean over the conditions, and each method's measured and expected
+time per frame.
 
-    .venv/bin/python scripts/sweep_table.py docs/controller_sweep.json
+    .venv/bin/python scripts/sweep_table.py docs/dynmm_sweep.json
 """
 
 import json
 import sys
 
-COLUMNS = [("full depth", "full", "1"), ("equal split 25%", "equal_split", "0.25"),
-           ("random 25%", "random", "0.25"),
-           ("modality selection 25%", "modality_selection", "0.25"),
-           ("controller 25%", "controller", "0.25"), ("blocks", "controller", "0.25"),
-           ("equal split 50%", "equal_split", "0.5"), ("controller 50%", "controller", "0.5"),
-           ("blocks", "controller", "0.5")]
+BUDGETS = ("0.25", "0.5")
 
 
-def cell(methods: dict, title: str, method: str, budget: str) -> str:
-    result = methods[method][budget]
-    if title == "blocks":
-        return " / ".join(f"{blocks:.1f}" for blocks in result["mean_blocks"].values())
-    text = f"{result['mAP']:.3f}"
-    return f"**{text}**" if method == "controller" and budget == "0.25" else text
+def paths_cell(result: dict, modalities: list[str]) -> str:
+    """The gate's most frequent sets of sensors: "cdl 40%, dl 30%" (c/d/l: camera/depth/lidar)."""
+    shares: dict[str, int] = {}
+    for path, frames in result["paths"].items():
+        running = "".join(m[0] for m, blocks in zip(modalities, path.split("/"), strict=True)
+                          if blocks != "0")
+        shares[running] = shares.get(running, 0) + frames
+    total = sum(shares.values())
+    top = sorted(shares.items(), key=lambda item: -item[1])[:3]
+    return ", ".join(f"{name} {100 * count / total:.0f}%" for name, count in top)
 
 
 def main() -> None:
     sweep = json.loads(open(sys.argv[1]).read())
-    titles = [("controller blocks at 25% (camera/depth/lidar)" if t == "blocks" and b == "0.25"
-               else "controller blocks at 50%" if t == "blocks" else t) for t, _, b in COLUMNS]
+    methods = [m for m in ("equal_split", "random", "controller", "dynmm", "oracle")
+               if m in sweep["methods"]]
+    conditions = list(sweep["conditions"].values())
+    modalities = list(conditions[0]["mean_quality"])
+    titles = ["full depth"] + [f"{m} {100 * float(b):g}%" for b in BUDGETS for m in methods]
+    titles.append("dynmm sensors at 25% (c/d/l)")
     print("| condition (severity 1) | " + " | ".join(titles) + " |")
-    print("|---" * (len(COLUMNS) + 1) + "|")
-    for condition in sweep["conditions"].values():
+    print("|---" * (len(titles) + 1) + "|")
+    means = {title: [] for title in titles[:-1]}
+    for condition in conditions:
         name = condition["label"].split("@")[0] + (" (held out)" if condition["held_out"] else "")
-        cells = [cell(condition["methods"], *column) for column in COLUMNS]
+        scores = [condition["methods"]["full"]["1"]["mAP"]] + [
+            condition["methods"][m][b]["mAP"] for b in BUDGETS for m in methods]
+        for title, score in zip(titles, scores, strict=False):
+            means[title].append(score)
+        cells = [f"{s:.3f}" for s in scores]
+        if "dynmm" in methods:
+            cells.append(paths_cell(condition["methods"]["dynmm"]["0.25"], modalities))
         print(f"| {name} | " + " | ".join(cells) + " |")
+    print("| **mean** | " + " | ".join(f"**{sum(v) / len(v):.3f}**" for v in means.values())
+          + " | |")
+    print()
+    print("| method | budget | measured ms per frame (forward + decode), mean of conditions | "
+          "expected from the cost table | allocator ms |")
+    print("|---|---|---|---|---|")
+    for method in ["full", *methods]:
+        for budget in (["1"] if method == "full" else BUDGETS):
+            results = [c["methods"][method][budget] for c in conditions]
+            measured = sum(r["latency_ms"] for r in results) / len(results)
+            expected = (f"{sum(r['predicted_ms'] for r in results) / len(results):.1f}"
+                        if "predicted_ms" in results[0] else "-")
+            allocator = sum(r["allocate_ms"] for r in results) / len(results)
+            print(f"| {method} | {100 * float(budget):g}% | {measured:.1f} | {expected} | "
+                  f"{allocator:.2f} |")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ def test_demo_follows_the_scenario(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != transport.PROFILE_VARIABLE}
     result = subprocess.run(
         [str(Path(sys.executable).parent / "adaptive-fusion"), "demo", "--model", str(model),
-         "--scenario", str(scenario), "--duration", "9", "--plot", str(plot), "--json"],
+         "--policy", "quality_weighted", "--scenario", str(scenario), "--duration", "9",
+         "--plot", str(plot), "--json"],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr

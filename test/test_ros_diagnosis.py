@@ -98,7 +98,8 @@ def system(model_path):
     """A configured, active fusion_node (slop 20 ms, causes named after 1 s) and the drivers."""
 
     def start(**overrides):
-        params = dict(model_path=str(model_path), threads=1, diagnostics_period=0.2,
+        params = dict(model_path=str(model_path), policy="quality_weighted", threads=1,
+                      diagnostics_period=0.2,
                       sync_slop=0.02, silence_timeout=1.0,
                       **fusion_node_parameters(WorldConfig()))  # fmt: skip
         params.update(overrides)

@@ -27,6 +27,8 @@ from adaptive_fusion.core.frames import CLASSES, MODALITIES
 from adaptive_fusion.model.checkpoint import save_checkpoint
 from adaptive_fusion.model.config import ModelConfig
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
+from adaptive_fusion.policies.checkpoint import save_gate
+from adaptive_fusion.policies.gate import GateConfig, ModalityGate
 from adaptive_fusion.ros.conversions import image_to_numpy, numpy_to_image, numpy_to_pointcloud2
 from adaptive_fusion.ros.diagnostics import values_of
 from adaptive_fusion.ros.fusion_node import FusionNode
@@ -110,8 +112,11 @@ def set_params(client: AsyncParameterClient, **values):
 def system(tmp_path_factory):
     torch.manual_seed(0)
     model_path = tmp_path_factory.mktemp("model") / "small"
-    save_checkpoint(AdaptiveFusionDetector(ModelConfig(dim=32, heads=2, layers=LAYERS)),
-                    model_path, {})  # fmt: skip
+    config = ModelConfig(dim=32, heads=2, layers=LAYERS)
+    save_checkpoint(AdaptiveFusionDetector(config), model_path, {})
+    gate_path = model_path.parent / "gate"
+    save_gate(ModalityGate(GateConfig(depths=(1, 2, 4), channels=(8,), hidden=16), config),
+              gate_path, {})
     sim = subprocess.Popen(
         [str(SIM), "--ros-args", "-p", "seed:=5", "-p", "camera_rate:=10.0",
          "-p", "lidar_rate:=10.0"],
@@ -124,6 +129,8 @@ def system(tmp_path_factory):
         parameter_overrides=[
             *(Parameter(k, value=v) for k, v in fusion_node_parameters(WorldConfig()).items()),
             Parameter("model_path", value=str(model_path)),
+            Parameter("gate_path", value=str(gate_path)),
+            Parameter("policy", value="quality_weighted"),
             Parameter("threads", value=1),
             Parameter("score_threshold", value=0.05),
             Parameter("diagnostics_period", value=0.2),
@@ -199,6 +206,23 @@ def test_corrupted_camera_loses_layers_within_a_second(system):
     set_params(probe.fusion_params, policy="quality_weighted", compute_budget=1.0)
     set_params(probe.sim_params, camera__corruption="none", camera__severity=0.0)
     wait_for(lambda: probe.layers()["camera"] == LAYERS, 3.0, "the camera's layers back")
+
+
+def test_dynmm_gate_runs_one_path_within_the_budget_and_switches_back(system):
+    fusion, probe = system
+    assert all(r.successful for r in set_params(probe.fusion_params, policy="dynmm",
+                                                compute_budget=0.25))
+    wait_for(lambda: probe.fusion("policy") == "dynmm", 3.0, "the gate in force")
+    count = len(probe.detections)
+    wait_for(lambda: len(probe.detections) >= count + 3, 5.0, "detections under the gate")
+    wait_for(lambda: 1 <= sum(probe.layers().values()) <= 3, 3.0, "a quarter in force")
+    for _ in range(3):  # the gate's path: at most 3 of 12 blocks, each running sensor 1, 2 or 4
+        layers = probe.layers()
+        assert 1 <= sum(layers.values()) <= 3 and set(layers.values()) <= {0, 1, 2}
+        count = len(probe.detections)
+        wait_for(lambda c=count: len(probe.detections) > c, 3.0, "the next frame")
+    set_params(probe.fusion_params, policy="quality_weighted", compute_budget=1.0)
+    wait_for(lambda: probe.layers() == dict.fromkeys(MODALITIES, LAYERS), 3.0, "full depth")
 
 
 def test_killed_sensor_is_fused_without_and_taken_back(system):

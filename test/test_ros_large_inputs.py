@@ -148,7 +148,8 @@ def run(model_path):
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         children.append(child)
-        params = dict(model_path=str(model_path), threads=1, diagnostics_period=0.25,
+        params = dict(model_path=str(model_path), policy="quality_weighted", threads=1,
+                      diagnostics_period=0.25,
                       score_threshold=0.0, sensor_timeout=2.0, lidar_frame_id=LIDAR_FRAME,
                       **fusion_node_parameters(WorldConfig(**HDL64)))  # fmt: skip
         fusion = FusionNode(

@@ -122,6 +122,7 @@ def test_remapped_topics_are_the_nodes_topics(model_path):
         fusion = FusionNode(
             context=context,
             parameter_overrides=[rclpy.parameter.Parameter("model_path", value=str(model_path)),
+                                 rclpy.parameter.Parameter("policy", value="quality_weighted"),
                                  *(rclpy.parameter.Parameter(k, value=v) for k, v
                                    in fusion_node_parameters(WorldConfig()).items())],
         )
@@ -172,7 +173,8 @@ def test_fusion_node_executable_starts_active_unless_told_not_to(model_path, aut
     name = f"fusion_node_{os.getpid()}_{autostart}"
     process = subprocess.Popen(
         [str(executable), "--ros-args", "-r", f"__node:={name}",
-         "-p", f"model_path:={model_path}", "-p", f"autostart:={autostart}",
+         "-p", f"model_path:={model_path}", "-p", "policy:=quality_weighted",
+         "-p", f"autostart:={autostart}",
          "--params-file", str(ROOT / "config" / "sim_rig.yaml")],
         env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

@@ -29,9 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fusion_node params file with the simulated rig, passed after "
                              "--params")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="torch threads of fusion_node")
-    parser.add_argument("--policy", choices=("controller", "quality_weighted", "equal_split"),
+    parser.add_argument("--policy",
+                        choices=("controller", "dynmm", "quality_weighted", "equal_split"),
                         help="fusion_node's layer allocation policy (default: the params "
-                             "file's); 'controller' needs a controller trained for the model")
+                             "file's); 'controller' and 'dynmm' need a network trained for "
+                             "the model")
     parser.add_argument("--plot", default="runs/demo/timeline.png", help="PNG timeline path")
     parser.add_argument("--json", action="store_true", help="print the timeline as JSON")
 

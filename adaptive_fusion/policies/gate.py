@@ -145,12 +145,15 @@ def path_costs(paths: np.ndarray, table: CostTable, modalities: Sequence[str]) -
 
 def feasible_paths(paths: torch.Tensor, costs: torch.Tensor, live: torch.Tensor,
                    budget: torch.Tensor) -> torch.Tensor:
-    """(B, paths) bool: the path runs only live modalities and its cost fits the budget (B,).
-    Where none fits the budget, the cheapest paths over live modalities are allowed, so that a
-    frame with a live sensor always gets a path."""
-    on_live = ((paths > 0).unsqueeze(0) <= live.bool().unsqueeze(1)).all(dim=2)
-    tolerance = FILL_TOLERANCE * budget.clamp(min=1.0)
-    fits = on_live & (costs.unsqueeze(0) <= (budget + tolerance).unsqueeze(1))
-    cheapest = costs.unsqueeze(0).masked_fill(~on_live, math.inf).amin(dim=1, keepdim=True)
-    floor = on_live & (costs.unsqueeze(0) <= cheapest)
-    return torch.where(fits.any(dim=1, keepdim=True), fits, floor)
+    """(B, paths) bool: the path runs only live modalities and its cost fits the budget (B,),
+    which is never less than the cheapest path running every live modality: the runtime
+    grants at least one block per live sensor (runtime/budget.py), and a table of measured
+    block costs must not price that floor out by a rounding of its noise."""
+    running = (paths > 0).unsqueeze(0)  # (1, P, M)
+    live = live.bool().unsqueeze(1)  # (B, 1, M)
+    on_live = (running <= live).all(dim=2)
+    every_live = (running == live).all(dim=2)
+    floor = costs.unsqueeze(0).masked_fill(~every_live, math.inf).amin(dim=1)
+    limit = torch.maximum(budget, torch.where(torch.isfinite(floor), floor, 0.0))
+    tolerance = FILL_TOLERANCE * limit.clamp(min=1.0)
+    return on_live & (costs.unsqueeze(0) <= (limit + tolerance).unsqueeze(1))

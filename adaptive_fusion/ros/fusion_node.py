@@ -159,7 +159,7 @@ PARAMETERS = (
          "topic can lower it (the stricter wins)", (0.01, 1.0)),
     Spec("latency_budget_ms", 0.0, "deadline per frame in ms, turned into blocks with the "
          "block costs measured while running (0 = none)", (0.0, 60000.0)),
-    Spec("policy", "quality_weighted", "layer allocation policy", choices=tuple(POLICIES)),
+    Spec("policy", "controller", "layer allocation policy", choices=tuple(POLICIES)),
     Spec("score_threshold", 0.3, "lowest detection score published", (0.0, 1.0)),
     Spec("max_detections", 50, "most detections per frame", (1, 1000)),
     Spec("sync_slop", 0.05, "seconds two stamps may differ within a set", (0.0, 5.0)),

@@ -21,11 +21,12 @@ class GateSchedule:
     epochs: int = 40
     batch_size: int = 64
     # DynMM's gate: a softmax at a temperature that decays exponentially over the epochs from
-    # `temperature_start` to `temperature_end`; soft path weights before `hard_epoch`, the
+    # `temperature_start` to `temperature_end` (DynMM: 1 to 0.001; config/gate/default.yaml
+    # says why it stays at 1 here); soft path weights before `hard_epoch`, the
     # straight-through one-hot of the argmax from it on (the path that really runs).
     temperature_start: float = 1.0
-    temperature_end: float = 0.001
-    hard_epoch: int = 10
+    temperature_end: float = 1.0
+    hard_epoch: int = 30
     min_budget: float = 0.1  # each sample's budget fraction is uniform on [min_budget, 1]
 
     def __post_init__(self):

@@ -16,7 +16,9 @@ Every epoch scores the gate on the validation table as it runs (only the paths t
 budget, policies/learned.GateAllocator): the mean detection loss of its paths at each validation
 budget, next to the equal split's and the best path's (the oracle's); the epoch with the lowest
 mean keeps best.*. Each stage resumes: the table chunk by chunk, the cost table from its file;
-the gate itself trains in about a minute and restarts.
+the gate itself trains in about a minute and restarts. The cost table is measured on this machine
+(policies/costs.measure_cost_table), each modality's blocks at their median (uniform_blocks),
+and saved as <out_dir>/costs.json: `evaluate --costs` prices a sweep with it.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from adaptive_fusion.lab.training.config import config_to_dict
 from adaptive_fusion.lab.training.trainer import cached_splits, make_optimiser
 from adaptive_fusion.model.checkpoint import load_checkpoint
 from adaptive_fusion.policies.checkpoint import save_gate
-from adaptive_fusion.policies.costs import CostTable, measure_cost_table
+from adaptive_fusion.policies.costs import CostTable, measure_cost_table, uniform_blocks
 from adaptive_fusion.policies.gate import ModalityGate, feasible_paths, path_costs
 
 TRAIN_STREAM, VALIDATION_STREAM = 0, 1  # corruption seeds (seed, stream, sample)
@@ -90,8 +92,9 @@ class GateTrainer:
         path = self.out / "costs.json"
         if path.exists():
             return CostTable.load(path)
-        table = measure_cost_table(self.detector, runs=self.config.cost_runs,
-                                   threads=self.config.threads, progress=self.show)
+        table = uniform_blocks(measure_cost_table(
+            self.detector, runs=self.config.cost_runs, threads=self.config.threads,
+            progress=self.show))
         table.save(path)
         return table
 
