@@ -12,9 +12,12 @@ import pytest
 import torch
 import yaml
 
+from adaptive_fusion.lab.evaluation.allocators import frame_score
+from adaptive_fusion.lab.evaluation.runner import evaluation_truth
 from adaptive_fusion.lab.gate.config import load_gate_config
 from adaptive_fusion.lab.gate.table import sample_row
 from adaptive_fusion.lab.gate.trainer import GateTrainer, path_weights, temperature_at
+from adaptive_fusion.lab.training.config import ConfigError
 from adaptive_fusion.lab.training.data import frame_targets
 from adaptive_fusion.lab.training.loss import per_sample_detection_loss
 from adaptive_fusion.model.allocation import first_blocks
@@ -24,6 +27,7 @@ from adaptive_fusion.model.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from adaptive_fusion.model.coding import decode
 from adaptive_fusion.model.config import ModelConfig
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.model.inputs import prepare_inputs
@@ -151,14 +155,19 @@ def test_the_tables_loss_of_a_path_is_the_detectors_loss_running_that_path(small
         with torch.no_grad():
             outputs = small_detector(rasters, allocation)
         expected = per_sample_detection_loss(outputs, targets, teacher_forcing=False)
-        assert row["losses"][index].item() == pytest.approx(expected.item(), rel=1e-4)
-    assert row["live"].tolist() == [1.0, 1.0, 1.0] and not row["losses"].isnan().any()
+        assert row["detection_loss"][index].item() == pytest.approx(expected.item(), rel=1e-4)
+        boxes = decode(outputs, inputs.K, inputs.T_cam_lidar, SMALL)
+        ap = frame_score(boxes, evaluation_truth(frames, inputs, SMALL), SMALL.classes)[0]
+        assert row["ap_misses"][index].item() == pytest.approx(1.0 - ap, abs=1e-6)
+    assert row["live"].tolist() == [1.0, 1.0, 1.0] and not row["detection_loss"].isnan().any()
+    assert ((row["ap_misses"] >= 0) & (row["ap_misses"] <= 1)).all()
     # a dead lidar: no paths with it, and the gate does not see its view
     dead = World().render(3)
     dead.points = dead.points[:0]
     row = sample_row(small_detector, gate, dead)
     assert row["live"].tolist() == [1.0, 1.0, 0.0] and "view_lidar" not in row
-    assert (row["losses"].isnan() == torch.from_numpy(paths[:, 2] > 0)).all()
+    for key in ("detection_loss", "ap_misses"):
+        assert (row[key].isnan() == torch.from_numpy(paths[:, 2] > 0)).all()
 
 
 def tiny_gate_config(tmp_path: Path, detector: Path) -> Path:
@@ -196,8 +205,30 @@ def test_tiny_gate_training_writes_tables_costs_and_checkpoints(tiny_trainer):
     # a second trainer on the same out_dir reuses the table and the measured costs
     again = GateTrainer(trainer.config, show_progress=False)
     assert again.costs == trainer.costs
-    torch.testing.assert_close(again.train_table["losses"], trainer.train_table["losses"],
+    torch.testing.assert_close(again.train_table["detection_loss"],
+                               trainer.train_table["detection_loss"],
                                rtol=0, atol=0, equal_nan=True)
+
+
+def test_the_gate_trains_on_the_frames_ap_when_told(tmp_path, tiny_trainer):
+    values = yaml.safe_load(TINY.read_text())
+    for task, accepted in (("ap_misses", True), ("map", False)):
+        values["task"] = task
+        path = tmp_path / f"{task}.yaml"
+        path.write_text(yaml.safe_dump(values))
+        if accepted:
+            assert load_gate_config(path).task == task
+        else:
+            with pytest.raises(ConfigError, match="task must be one of"):
+                load_gate_config(path)
+    trainer = tiny_trainer
+    trainer.config.task = "ap_misses"
+    try:
+        views, _, _, values = trainer._batch(trainer.val, slice(None))
+        assert torch.equal(values.nan_to_num(-1), trainer.val["ap_misses"].nan_to_num(-1))
+        assert math.isfinite(trainer.validate()["val_gate"])
+    finally:
+        trainer.config.task = "detection_loss"
 
 
 def test_gate_training_learns_which_sensor_to_trust(tiny_trainer):
@@ -217,7 +248,8 @@ def test_gate_training_learns_which_sensor_to_trust(tiny_trainer):
         views = {key: torch.zeros(samples, *trainer.train_table[key].shape[1:],
                                   dtype=torch.float16)
                  for key in (f"view_{name}" for name in MODALITIES)}
-        return {**views, "quality": quality, "live": live, "losses": losses.T.contiguous()}
+        return {**views, "quality": quality, "live": live,
+                "detection_loss": losses.T.contiguous()}
 
     trainer.train_table, trainer.val = table(512), table(128)
     torch.manual_seed(0)  # a fresh gate, whatever ran before on this trainer

@@ -15,6 +15,8 @@ from adaptive_fusion.lab.training.config import (
 )
 from adaptive_fusion.policies.gate import GateConfig
 
+TASKS = ("detection_loss", "ap_misses")
+
 
 @dataclass
 class GateSchedule:
@@ -47,6 +49,9 @@ class GateTrainConfig:
     # DynMM's resource loss, in measured milliseconds: lambda * max(0, E[ms] - B) / T per
     # sample, E[ms] the table cost of the path weights, B the sample's budget, T all blocks' ms
     resource_weight: float = 5.0  # lambda
+    # What a path costs a sample (table.py): "detection_loss" (DynMM's task loss, the frozen
+    # detector's loss as deployed) or "ap_misses" (1 - the frame's AP of its boxes)
+    task: str = "detection_loss"
     cost_runs: int = 30  # rounds of the measured cost table (policies/costs.measure_cost_table)
     table_chunk: int = 100  # samples per file of the training table (the unit of resuming)
     data: DataConfig = field(
@@ -66,6 +71,8 @@ class GateTrainConfig:
 def load_gate_config(path: str | Path) -> GateTrainConfig:
     config = read_config(GateTrainConfig, path, "gate training")
     config.gate_config()  # validate early
+    if config.task not in TASKS:
+        raise ConfigError(f"task must be one of {TASKS}, got {config.task!r}")
     if config.resource_weight < 0 or config.cost_runs < 1 or config.table_chunk < 1:
         raise ConfigError("resource_weight >= 0, cost_runs >= 1 and table_chunk >= 1")
     return config

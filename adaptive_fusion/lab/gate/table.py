@@ -10,8 +10,11 @@ of times cheaper per step. Each sample runs its live streams once, keeping every
 (evaluation/allocators.stream_prefixes); a path then costs only the fusion and the head.
 
 The losses are those of the detector as deployed (no teacher forcing, see controller/usage.py).
-A path that runs a modality the sample does not have (a dead sensor) has loss NaN: the trainer
-never offers it.
+Next to them each path's decoded boxes are scored against the frame's ground truth: 1 minus the
+frame's AP, the oracle's measure (evaluation/allocators.frame_score), so that the gate can be
+trained on what mAP sees (GateTrainConfig.task).
+A path that runs a modality the sample does not have (a dead sensor) has NaN for both: the
+trainer never offers it.
 
 The table is written in chunks of `chunk` samples (`<out>/<first sample>.safetensors`), so an
 interrupted build resumes at the first missing chunk.
@@ -27,13 +30,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from adaptive_fusion.lab.evaluation.allocators import prefix_outputs, stream_prefixes
-from adaptive_fusion.lab.evaluation.runner import batch_of_one
+from adaptive_fusion.lab.evaluation.allocators import frame_score, prefix_outputs, stream_prefixes
+from adaptive_fusion.lab.evaluation.runner import batch_of_one, evaluation_truth
 from adaptive_fusion.lab.evaluation.sweep import live_modalities
 from adaptive_fusion.lab.training.augment import CorruptionSampler
 from adaptive_fusion.lab.training.cache import load_frames
 from adaptive_fusion.lab.training.data import frame_targets
 from adaptive_fusion.lab.training.loss import per_sample_detection_loss
+from adaptive_fusion.model.coding import decode
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.model.inputs import prepare_inputs
 from adaptive_fusion.policies.gate import ModalityGate
@@ -44,8 +48,9 @@ HEAD_BATCH = 64  # paths fused and scored at once
 
 @torch.inference_mode()
 def sample_row(detector: AdaptiveFusionDetector, gate: ModalityGate, frames) -> dict:
-    """One sample's row: "view_<modality>" of each live modality, "quality", "live" (modalities,)
-    and "losses" (paths,)."""
+    """One sample's row: "view_<modality>" of each live modality, "quality", "live" (modalities,),
+    "detection_loss" (paths,) and "ap_misses" (paths,): 1 - the frame's AP of each path's
+    decoded boxes (evaluation/allocators.frame_score, what the oracle ranks by)."""
     config = detector.config
     modalities = tuple(config.modalities)
     live = live_modalities(frames)
@@ -58,19 +63,24 @@ def sample_row(detector: AdaptiveFusionDetector, gate: ModalityGate, frames) -> 
     losses = torch.full((len(paths),), float("nan"))
     prefixes = stream_prefixes(detector, inputs, live)
     chosen = np.flatnonzero(on_live)
+    misses = torch.full((len(paths),), float("nan"))
+    truth = evaluation_truth(frames, inputs, config)
     for start in range(0, len(chosen), HEAD_BATCH):
         index = chosen[start : start + HEAD_BATCH]
         outputs = prefix_outputs(detector, inputs, paths[index], prefixes)
         expanded = {name: t.expand(len(index), *t.shape[1:]) for name, t in targets.items()}
         losses[index] = per_sample_detection_loss(
             {k: v.float() for k, v in outputs.items()}, expanded, teacher_forcing=False)
+        for row, path in enumerate(index):
+            boxes = decode(outputs, inputs.K, inputs.T_cam_lidar, config, index=row)
+            misses[path] = 1.0 - frame_score(boxes, truth, config.classes)[0]
     rasters = {name: raster for name, raster in batch_of_one(inputs, detector).items()
                if name in live}
     row = {f"view_{name}": view[0].half() for name, view in gate.views(rasters).items()}
     row.update(quality=torch.tensor([quality[name].score if name in quality else 0.0
                                      for name in modalities]),
                live=torch.tensor([float(name in live) for name in modalities]),
-               losses=losses)
+               detection_loss=losses, ap_misses=misses)
     return row
 
 

@@ -7,7 +7,8 @@ one-hot of the argmax (the path that would run, with the softmax's gradient). Th
 
     task + lambda * max(0, E[ms] - B) / T
 
-task the weighted detection loss of the paths (table.py), E[ms] the weighted cost of their blocks
+task the weighted task value of the paths (table.py; DynMM's is the detection loss, config.task
+may take 1 - the frame's AP instead), E[ms] the weighted cost of their blocks
 in the cost table measured on this machine, B = f T, T the cost of all blocks. DynMM's lambda is
 per GFLOP; divided by T it is per full model, the same on a fast host and a slow one. DynMM's
 random-path warm-up is not needed: it trains the branches, which here are the frozen detector.
@@ -33,7 +34,7 @@ from tqdm import tqdm
 
 from adaptive_fusion.lab.gate.config import GateTrainConfig
 from adaptive_fusion.lab.gate.table import build_table
-from adaptive_fusion.lab.training.config import config_to_dict
+from adaptive_fusion.lab.training.config import ConfigError, config_to_dict
 from adaptive_fusion.lab.training.trainer import cached_splits, make_optimiser
 from adaptive_fusion.model.checkpoint import load_checkpoint
 from adaptive_fusion.policies.checkpoint import save_gate
@@ -82,9 +83,11 @@ class GateTrainer:
         self.path_ms = torch.from_numpy(
             path_costs(self.gate.paths.numpy(), self.costs, self.modalities)).float()
 
-    @staticmethod
-    def _usable(table: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _usable(self, table: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The samples with at least one live sensor (with all dead there is no path)."""
+        if self.config.task not in table:
+            raise ConfigError(f"the table under {self.out / 'table'} has no {self.config.task!r}: "
+                              "it was built before that task existed; remove it to rebuild")
         keep = table["live"].sum(dim=1) > 0
         return {key: value[keep] for key, value in table.items()}
 
@@ -101,7 +104,7 @@ class GateTrainer:
     def _batch(self, table: dict[str, torch.Tensor], index: torch.Tensor) -> tuple:
         views = {name: table[f"view_{name}"][index].float()
                  for name in self.modalities if f"view_{name}" in table}
-        return views, table["quality"][index], table["live"][index], table["losses"][index]
+        return views, table["quality"][index], table["live"][index], table[self.config.task][index]
 
     def train(self) -> dict:
         config, schedule = self.config, self.config.schedule
@@ -156,10 +159,10 @@ class GateTrainer:
 
     @torch.no_grad()
     def validate(self) -> dict:
-        """Per validation budget: the mean detection loss of the gate's path (among those that
-        fit, as deployed), of the equal split (the deepest common depth of the menu that fits,
-        on every live modality) and of the best path that fits; "val_gate" etc. average them
-        over the budgets."""
+        """Per validation budget: the mean task value (config.task) of the gate's path (among
+        those that fit, as deployed), of the equal split (the deepest common depth of the menu
+        that fits, on every live modality) and of the best path that fits; "val_gate" etc.
+        average them over the budgets."""
         self.gate.eval()
         views, quality, live, losses = self._batch(self.val, slice(None))
         block_total = self.costs.block_total()
