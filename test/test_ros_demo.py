@@ -1,10 +1,11 @@
 """`adaptive-fusion demo` end to end: it starts both nodes as processes, follows a short
-scenario, prints its table and JSON, and writes the timeline PNG."""
+scenario, prints its table and JSON, writes the timeline PNG, and records the run to MCAP."""
 
 import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -13,6 +14,7 @@ from adaptive_fusion.model.checkpoint import save_checkpoint
 from adaptive_fusion.model.config import ModelConfig
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.ros import transport
+from adaptive_fusion.ros.bags import read_messages
 
 SCENARIO = """
 events:
@@ -32,7 +34,7 @@ def test_demo_follows_the_scenario(tmp_path):
     result = subprocess.run(
         [str(Path(sys.executable).parent / "adaptive-fusion"), "demo", "--model", str(model),
          "--policy", "quality_weighted", "--scenario", str(scenario), "--duration", "9",
-         "--plot", str(plot), "--json"],
+         "--plot", str(plot), "--record", str(tmp_path / "bag"), "--json"],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
@@ -53,3 +55,8 @@ def test_demo_follows_the_scenario(tmp_path):
     assert plot.stat().st_size > 10_000
     # with no profile of the user's, both processes ran on the shipped one
     assert report["profile"] == str(transport.profile_path())
+    counts = Counter(topic for topic, *_ in read_messages(tmp_path / "bag"))
+    assert set(counts) >= {"/camera/image_raw", "/depth/image_raw", "/lidar/points",
+                           "/camera/camera_info", "/detections", "/detection_markers",
+                           "/diagnostics", "/ground_truth", "/fusion_node/debug_image"}
+    assert counts["/detections"] >= 10 and counts["/ground_truth"] >= 10

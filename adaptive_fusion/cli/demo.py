@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "file's); 'controller' and 'dynmm' need a network trained for "
                              "the model")
     parser.add_argument("--plot", default="runs/demo/timeline.png", help="PNG timeline path")
+    parser.add_argument("--record", metavar="BAG",
+                        help="also record the run's topics (inputs, outputs, ground truth) to "
+                             "this rosbag2 folder, in MCAP (as `adaptive-fusion record`)")
     parser.add_argument("--json", action="store_true", help="print the timeline as JSON")
 
 

@@ -9,13 +9,6 @@ import argparse
 import json
 
 
-def default_topics() -> list[str]:
-    from adaptive_fusion.ros.topics import GROUND_TRUTH, INPUTS, OUTPUTS
-
-    outputs = [t if t != "~/debug_image" else "fusion_node/debug_image" for t in OUTPUTS.values()]
-    return [*INPUTS.values(), *outputs, GROUND_TRUTH]
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="bag folder to create (must not exist)")
     parser.add_argument("--topics", help="comma list of topics (default: the package's)")
@@ -27,9 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.duration <= 0:
         raise SystemExit("--duration must be > 0")
-    topics = [t for t in (args.topics or "").split(",") if t] or default_topics()
     from adaptive_fusion.ros import transport
+    from adaptive_fusion.ros.topics import recorded_topics
 
+    topics = [t for t in (args.topics or "").split(",") if t] or recorded_topics()
     transport.use_profile()  # large images and clouds between processes
     counts = record(topics, args.out, args.duration, args.storage)
     print(json.dumps(counts, indent=2) if args.json else

@@ -21,10 +21,12 @@ from adaptive_fusion.lab.evaluation.metrics import evaluate_detections
 from adaptive_fusion.lab.evaluation.recorded import nearest_stamp
 from adaptive_fusion.lab.timeline import COLUMNS, format_header, format_row
 from adaptive_fusion.ros import transport
+from adaptive_fusion.ros.bags import Recorder
 from adaptive_fusion.ros.diagnostics import values_of
 from adaptive_fusion.ros.messages import detections_to_boxes
 from adaptive_fusion.ros.qos import LATCHED_QOS
 from adaptive_fusion.ros.spin import interrupt, spinning
+from adaptive_fusion.ros.topics import recorded_topics
 from adaptive_fusion.sim.scenario import Scenario
 from adaptive_fusion.sync import stamp_ns
 
@@ -96,6 +98,7 @@ class DemoSession:
         self.args = args
         self.events = Scenario.load(args.scenario).events
         self.processes: list[subprocess.Popen] = []
+        self.recorder: Recorder | None = None
 
     def _start(self, name: str, ros_args: list[str]) -> subprocess.Popen:
         command = [str(Path(sys.executable).parent / name), "--ros-args", *ros_args]
@@ -121,22 +124,33 @@ class DemoSession:
         listener = Listener(context)
         try:
             with spinning(context, (listener.node,)):
-                active = lambda: listener.status.get("fusion", {}).get("state") == "active"  # noqa: E731
-                if not self._wait(active, fusion):
-                    print("fusion_node did not start:\n" + self._output(fusion))
-                    return None
-                sim = self._start("sim_sensors",
-                                  ["-p", f"scenario:={Path(args.scenario).resolve()}"])  # fmt: skip
-                started = lambda: (  # noqa: E731
-                    _number(listener.status["fusion"]["frames"]) > 0
-                    and listener.scenario_start is not None
-                )
-                if not self._wait(started, sim):
-                    print("no detections from the simulated sensors:\n" + self._output(sim))
-                    return None
-                return self._table(listener)
+                try:
+                    return self._run_sensors(listener, fusion)
+                finally:
+                    if self.recorder is not None:
+                        self.recorder.close()
         finally:
             rclpy.shutdown(context=context)
+
+    def _run_sensors(self, listener: Listener, fusion: subprocess.Popen) -> list[dict] | None:
+        """Once fusion_node is active: (the recorder,) sim_sensors, then the table."""
+        args = self.args
+        active = lambda: listener.status.get("fusion", {}).get("state") == "active"  # noqa: E731
+        if not self._wait(active, fusion):
+            print("fusion_node did not start:\n" + self._output(fusion))
+            return None
+        if args.record:  # from before the first sensor message
+            self.recorder = Recorder(listener.node, recorded_topics(), args.record)
+        sim = self._start("sim_sensors",
+                          ["-p", f"scenario:={Path(args.scenario).resolve()}"])  # fmt: skip
+        started = lambda: (  # noqa: E731
+            _number(listener.status["fusion"]["frames"]) > 0
+            and listener.scenario_start is not None
+        )
+        if not self._wait(started, sim):
+            print("no detections from the simulated sensors:\n" + self._output(sim))
+            return None
+        return self._table(listener)
 
     @staticmethod
     def _wait(condition, process: subprocess.Popen) -> bool:

@@ -16,3 +16,10 @@ OUTPUTS = {
     "diagnostics": "/diagnostics",
 }
 GROUND_TRUTH = "ground_truth"  # published by sim_sensors
+
+
+def recorded_topics() -> list[str]:
+    """What `adaptive-fusion record` and `demo --record` write by default: the inputs, the
+    outputs (fusion_node's debug image under its default node name) and the ground truth."""
+    outputs = [t if t != "~/debug_image" else "fusion_node/debug_image" for t in OUTPUTS.values()]
+    return [*INPUTS.values(), *outputs, GROUND_TRUTH]
