@@ -24,7 +24,7 @@ from adaptive_fusion.model.coding import (
 from adaptive_fusion.model.config import ModelConfig
 from adaptive_fusion.model.detector import AdaptiveFusionDetector, depth_candidates
 from adaptive_fusion.model.flops import count_flops
-from adaptive_fusion.model.inputs import lidar_raster, scaled_intrinsics
+from adaptive_fusion.model.inputs import cell_sums, lidar_raster, scaled_intrinsics
 from adaptive_fusion.sim.config import WorldConfig
 from adaptive_fusion.sim.rig import make_calibration
 
@@ -231,6 +231,17 @@ def test_regression_cells_teach_a_boxs_neighbours_its_regression():
     assert (three["mask"] > 0).sum() > (one["mask"] > 0).sum() + 8
     with pytest.raises(ValueError, match="regression_cells"):
         ModelConfig(regression_cells=2).validate()
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3, 4, 8])
+def test_cell_sums_are_numpys_reshape_sums_bit_for_bit(stride):
+    rng = np.random.default_rng(stride)
+    values = (rng.random((48, 96)) * 50).astype(np.float32)
+    counts = rng.integers(0, 2, (48, 96))
+    for array in (values, counts):
+        expected = array.reshape(48 // stride, stride, 96 // stride, stride).sum(axis=(1, 3))
+        got = cell_sums(array, stride)
+        assert got.dtype == expected.dtype and np.array_equal(got, expected)
 
 
 def test_lidar_raster_keeps_nearest_point_per_pixel():

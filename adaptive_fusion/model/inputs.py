@@ -16,6 +16,7 @@ CAMERA_STD = 0.25
 MIN_RANGE = 0.5  # metres; closer returns are treated as invalid
 HEIGHT_SCALE = 3.0  # metres of lidar-frame height mapped to unit activation
 INTENSITY_SCALE = 1.0
+PAIRWISE_BLOCK = 8  # from this many terms on, numpy sums pairwise (another rounding order)
 
 
 @dataclass
@@ -51,6 +52,27 @@ def camera_raster(image: np.ndarray, config: ModelConfig) -> np.ndarray:
     return ((resized.astype(np.float32) / 255.0 - CAMERA_MEAN) / CAMERA_STD).transpose(2, 0, 1)
 
 
+def cell_sums(array: np.ndarray, s: int) -> np.ndarray:
+    """(H, W) -> (H/s, W/s) sums over s x s cells, as array.reshape(H/s, s, W/s, s).sum(axis=(1,
+    3)) gives them, bit for bit: each row's s pixels left to right, then the rows top to bottom,
+    the order numpy adds in below its pairwise-summation block (8). As s * s strided adds of
+    whole (H/s, W/s) views instead of a reduction over two inner axes of length s: 0.07 against
+    0.84 ms at 320x240 and s = 2. From s = 8 on, numpy's own reduction."""
+    if s >= PAIRWISE_BLOCK:
+        h, w = array.shape[0] // s, array.shape[1] // s
+        return array.reshape(h, s, w, s).sum(axis=(1, 3))
+    rows = []
+    for i in range(s):
+        row = array[i::s, 0::s].copy()
+        for j in range(1, s):
+            row += array[i::s, j::s]
+        rows.append(row)
+    total = rows[0]
+    for row in rows[1:]:
+        total += row
+    return total
+
+
 def depth_raster(depth: np.ndarray, config: ModelConfig) -> np.ndarray:
     """(H, W) metres with NaN invalid -> (2, h, w): mean normalised log depth of valid pixels, and
     the valid fraction, over cells of depth_raster_stride pixels of the model image."""
@@ -62,9 +84,8 @@ def depth_raster(depth: np.ndarray, config: ModelConfig) -> np.ndarray:
     log_depth = normalised_log_range(np.where(valid, resized, 1.0), config.max_depth)
     value = np.where(valid, log_depth, 0.0)
     s = config.depth_raster_stride
-    h, w = config.image_height // s, config.image_width // s
-    value_sum = value.reshape(h, s, w, s).sum(axis=(1, 3))
-    count = valid.reshape(h, s, w, s).sum(axis=(1, 3))
+    value_sum = cell_sums(value, s)
+    count = cell_sums(valid.astype(np.int64), s)
     mean = np.divide(value_sum, count, out=np.zeros_like(value_sum), where=count > 0)
     return np.stack([mean, count / (s * s)]).astype(np.float32)
 
