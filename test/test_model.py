@@ -260,6 +260,14 @@ def test_lidar_raster_keeps_nearest_point_per_pixel():
     assert raster[3].sum() == 1.0 and raster[3, row, col] == 1.0
     assert raster[2, row, col] == pytest.approx(0.3)  # intensity of the nearer point
     assert raster[1, row, col] == pytest.approx(xyz[1, 2] / 3.0)
+    # A point with any non-finite value (here the nearer one's intensity) is dropped, in any
+    # memory layout: the farther point on the ray shows instead.
+    for value in (np.nan, np.inf):
+        broken = points.copy()
+        broken[1, 3] = value
+        for layout in (broken, np.asfortranarray(broken)):
+            raster = lidar_raster(layout, K, calib.T_cam_lidar, config)
+            assert raster[3].sum() == 1.0 and raster[2, row, col] == pytest.approx(0.9)
 
 
 def test_head_kernel_sets_how_far_a_cell_sees():

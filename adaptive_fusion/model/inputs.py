@@ -16,6 +16,7 @@ CAMERA_STD = 0.25
 MIN_RANGE = 0.5  # metres; closer returns are treated as invalid
 HEIGHT_SCALE = 3.0  # metres of lidar-frame height mapped to unit activation
 INTENSITY_SCALE = 1.0
+ALL_FOUR_SET = 0x01010101  # four True bytes read as one uint32 (either byte order)
 PAIRWISE_BLOCK = 8  # from this many terms on, numpy sums pairwise (another rounding order)
 
 
@@ -100,7 +101,10 @@ def lidar_raster(
     s = config.lidar_raster_stride
     h, w = config.image_height // s, config.image_width // s
     raster = np.zeros((4, h, w), dtype=np.float32)
-    points = points[np.isfinite(points).all(axis=1)]
+    # Rows whose four values are all finite: the (N, 4) flags read as one 32-bit word per row,
+    # 0x01010101 when all four are set; .all(axis=1) over rows of four took 1.5 ms on 28k points.
+    finite = np.ascontiguousarray(np.isfinite(points))  # a view needs rows contiguous
+    points = points[finite.view(np.uint32).ravel() == ALL_FOUR_SET]
     cam = points[:, :3].astype(np.float64) @ T_cam_lidar[:3, :3].T + T_cam_lidar[:3, 3]
     in_front = cam[:, 2] > MIN_RANGE
     cam, points = cam[in_front], points[in_front]
