@@ -165,7 +165,8 @@ def test_the_tables_loss_of_a_path_is_the_detectors_loss_running_that_path(small
     dead = World().render(3)
     dead.points = dead.points[:0]
     row = sample_row(small_detector, gate, dead)
-    assert row["live"].tolist() == [1.0, 1.0, 0.0] and "view_lidar" not in row
+    assert row["live"].tolist() == [1.0, 1.0, 0.0] and not row["view_lidar"].any()
+    assert row["view_camera"].any() and row["view_lidar"].shape == (8, *SMALL.head_grid)
     for key in ("detection_loss", "ap_misses"):
         assert (row[key].isnan() == torch.from_numpy(paths[:, 2] > 0)).all()
 

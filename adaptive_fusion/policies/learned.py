@@ -48,6 +48,7 @@ class LearnedAllocator:
                              f"controller {self.controller.layers}")
         self.table = table
         self.block_total = table.block_total()
+        self.model_config = self.controller.model_config  # the detector it was trained for
 
     @torch.inference_mode()
     def decide(self, inputs: ModelInputs, quality: Mapping[str, float], live: Sequence[str],
@@ -96,6 +97,7 @@ class GateAllocator:
         self.gate = (checkpoint if isinstance(checkpoint, ModalityGate)
                      else load_gate(checkpoint)[0]).eval()
         self.modalities = self.gate.modalities
+        self.model_config = self.gate.model_config  # the detector it was trained for
         self.table = table
         self.block_total = table.block_total()
         self.costs = torch.from_numpy(path_costs(self.gate.paths.numpy(), table, self.modalities))

@@ -144,10 +144,9 @@ def make_policy(
     if name in LEARNED:
         allocator_class, default = LEARNED[name]
         allocator = allocator_class(checkpoint or default, flop_cost_table(model))
-        network = getattr(allocator, "controller", None) or allocator.gate
-        if network.model_config != config:
+        if allocator.model_config != config:
             raise CheckpointError(f"the {name} was trained for another detector "
-                                  f"({network.model_config} vs {config})")
+                                  f"({allocator.model_config} vs {config})")
         return LearnedPolicy(allocator, config.layers * len(config.modalities))
     rules = {policy.name: policy for policy in (QualityWeightedPolicy, EqualSplitPolicy)}
     if name not in rules:

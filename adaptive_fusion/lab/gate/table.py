@@ -40,6 +40,7 @@ from adaptive_fusion.lab.training.loss import per_sample_detection_loss
 from adaptive_fusion.model.coding import decode
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.model.inputs import prepare_inputs
+from adaptive_fusion.model.tokenizers import RASTER_CHANNELS
 from adaptive_fusion.policies.gate import ModalityGate
 from adaptive_fusion.quality import measure
 
@@ -48,7 +49,7 @@ HEAD_BATCH = 64  # paths fused and scored at once
 
 @torch.inference_mode()
 def sample_row(detector: AdaptiveFusionDetector, gate: ModalityGate, frames) -> dict:
-    """One sample's row: "view_<modality>" of each live modality, "quality", "live" (modalities,),
+    """One sample's row: "view_<modality>" of each modality, "quality", "live" (modalities,),
     "detection_loss" (paths,) and "ap_misses" (paths,): 1 - the frame's AP of each path's
     decoded boxes (evaluation/allocators.frame_score, what the oracle ranks by)."""
     config = detector.config
@@ -76,21 +77,16 @@ def sample_row(detector: AdaptiveFusionDetector, gate: ModalityGate, frames) -> 
             misses[path] = 1.0 - frame_score(boxes, truth, config.classes)[0]
     rasters = {name: raster for name, raster in batch_of_one(inputs, detector).items()
                if name in live}
-    row = {f"view_{name}": view[0].half() for name, view in gate.views(rasters).items()}
+    views = gate.views(rasters)
+    # zeros where a sensor is not live: the gate reads its live flag, never that view
+    row = {f"view_{name}": (views[name][0] if name in views
+                            else torch.zeros(2 * RASTER_CHANNELS[name], *config.head_grid)).half()
+           for name in modalities}
     row.update(quality=torch.tensor([quality[name].score if name in quality else 0.0
                                      for name in modalities]),
                live=torch.tensor([float(name in live) for name in modalities]),
                detection_loss=losses, ap_misses=misses)
     return row
-
-
-def stack_rows(rows: Sequence[dict], gate: ModalityGate) -> dict[str, torch.Tensor]:
-    """Rows -> one tensor per key; a modality a sample lacks gets a zero view."""
-    shapes = {}
-    for row in rows:
-        shapes.update({key: value.shape for key, value in row.items()})
-    return {key: torch.stack([row.get(key, torch.zeros(shape, dtype=torch.float16))
-                              for row in rows]) for key, shape in shapes.items()}
 
 
 def build_table(detector: AdaptiveFusionDetector, gate: ModalityGate, files: Sequence[Path],
@@ -110,7 +106,8 @@ def build_table(detector: AdaptiveFusionDetector, gate: ModalityGate, files: Seq
                 frames, _ = corruptions.apply_with_spec(load_frames(files[index]), rng)
                 rows.append(sample_row(detector, gate, frames))
                 progress.update()
-            save_file(stack_rows(rows, gate), str(path.with_suffix(".partial")))
+            stacked = {key: torch.stack([row[key] for row in rows]) for key in rows[0]}
+            save_file(stacked, str(path.with_suffix(".partial")))
             path.with_suffix(".partial").rename(path)  # a chunk exists only when complete
         else:
             progress.update(count)
@@ -121,11 +118,4 @@ def build_table(detector: AdaptiveFusionDetector, gate: ModalityGate, files: Seq
 def read_table(out: Path, samples: int, chunk: int) -> dict[str, torch.Tensor]:
     parts = [load_file(str(out / f"{first:07d}.safetensors"))
              for first in range(0, samples, chunk)]
-    keys = set().union(*parts)
-    table = {}
-    for key in keys:
-        shape = next(part[key].shape[1:] for part in parts if key in part)
-        table[key] = torch.cat([part.get(key, torch.zeros(len(part["live"]), *shape,
-                                                          dtype=torch.float16))
-                                for part in parts])
-    return table
+    return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}

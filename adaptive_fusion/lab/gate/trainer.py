@@ -102,8 +102,7 @@ class GateTrainer:
         return table
 
     def _batch(self, table: dict[str, torch.Tensor], index: torch.Tensor) -> tuple:
-        views = {name: table[f"view_{name}"][index].float()
-                 for name in self.modalities if f"view_{name}" in table}
+        views = {name: table[f"view_{name}"][index].float() for name in self.modalities}
         return views, table["quality"][index], table["live"][index], table[self.config.task][index]
 
     def train(self) -> dict:
@@ -191,15 +190,12 @@ class GateTrainer:
 
     def _equal_split(self, live: torch.Tensor, budget: torch.Tensor) -> torch.Tensor:
         """Per sample the index of the path giving every live modality the same depth, the
-        deepest whose blocks fit the budget (the shallowest when none does)."""
+        deepest that fits the budget (feasible_paths: the shallowest always does)."""
         paths = self.gate.paths
         uniform = (paths == paths.max(dim=1, keepdim=True).values) | (paths == 0)
-        same = uniform & (paths > 0).eq(live.bool().unsqueeze(1))  # (B, P, M)
-        candidates = same.all(dim=2)
-        fits = candidates & (self.path_ms.unsqueeze(0) <= budget.unsqueeze(1) + 1e-6)
-        score = torch.where(fits, self.path_ms.unsqueeze(0),
-                            torch.where(candidates, -1e6 - self.path_ms.unsqueeze(0), -math.inf))
-        return score.argmax(dim=1)
+        every_live = (uniform & (paths > 0).eq(live.bool().unsqueeze(1))).all(dim=2)
+        fits = every_live & feasible_paths(paths, self.path_ms, live, budget)
+        return self.path_ms.unsqueeze(0).masked_fill(~fits, -math.inf).argmax(dim=1)
 
     def save(self, name: str, metrics: dict, history: list[dict]) -> None:
         save_gate(self.gate, self.out / name, {
