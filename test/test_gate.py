@@ -256,7 +256,7 @@ def test_gate_training_learns_which_sensor_to_trust(tiny_trainer):
     torch.manual_seed(0)  # a fresh gate, whatever ran before on this trainer
     trainer.gate = ModalityGate(trainer.gate.config, trainer.gate.model_config)
     schedule = trainer.config.schedule
-    schedule.epochs, schedule.batch_size, schedule.hard_epoch = 30, 32, 20
+    schedule.epochs, schedule.batch_size, schedule.hard_epoch = 60, 32, 45
     trainer.config.optimiser.lr = 0.01
     summary = trainer.train()
     last = summary["last"]
