@@ -22,6 +22,11 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 echo "setup: installing the pinned packages (requirements.txt, constraints.txt)"
 pip_install -r requirements.txt -c constraints.txt
+# nuscenes-devkit 1.2.0 declares numpy<2 and Shapely~=2.0.3, which torch's numpy 2 rules out, and
+# packages for parts of it the package never imports (maps, COCO export, its CLI, its tests).
+# Installed without them: what nuscenes.nuscenes and nuscenes.eval.detection import is pinned in
+# requirements.txt, and test/test_nuscenes.py runs both on this numpy.
+pip_install --no-deps nuscenes-devkit==1.2.0
 pip_install --no-deps --no-build-isolation -e .
 VENV="$VENV" scripts/build_vision_msgs.sh
 echo "setup: $VENV ready in $((SECONDS - start)) s"
