@@ -21,6 +21,7 @@ COMMANDS = (
     "train-gate",
     "record",
     "replay",
+    "nuscenes",
 )
 
 
