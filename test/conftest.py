@@ -4,6 +4,8 @@ profile, as the launch file and the demo do. Fast DDS reads the profile once per
 first participant, so it is set here, before any test creates one."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,3 +31,27 @@ def model_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "small"
     save_checkpoint(AdaptiveFusionDetector(ModelConfig(dim=32, heads=2, layers=2)), path, {})
     return path
+
+
+def start_sim_sensors(seed: int) -> subprocess.Popen:
+    """sim_sensors as its own process (the installed console script), camera and lidar at 10 Hz."""
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "sim_sensors"), "--ros-args", "-p", f"seed:={seed}",
+         "-p", "camera_rate:=10.0", "-p", "lidar_rate:=10.0"],
+        env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def sim_fusion_node(context, model_path, **parameters):
+    """fusion_node on the simulated rig with a small model, one thread and the rule policy
+    quality_weighted (the allocation depends on the frames alone), plus `parameters`."""
+    from rclpy.parameter import Parameter
+
+    from adaptive_fusion.ros.fusion_node import FusionNode
+    from adaptive_fusion.sim import WorldConfig
+    from adaptive_fusion.sim.rig import fusion_node_parameters
+
+    values = {**fusion_node_parameters(WorldConfig()), "model_path": str(model_path),
+              "threads": 1, "policy": "quality_weighted", **parameters}  # fmt: skip
+    overrides = [Parameter(name, value=value) for name, value in values.items()]
+    return FusionNode(context=context, parameter_overrides=overrides)

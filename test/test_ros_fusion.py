@@ -4,16 +4,13 @@ publishes budgets and bad input and reads what comes out. Every assertion is on 
 parameter services, as a user would see them."""
 
 import math
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import rclpy
 import torch
+from conftest import sim_fusion_node, start_sim_sensors
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
 from rclpy.parameter import Parameter
@@ -31,13 +28,9 @@ from adaptive_fusion.policies.checkpoint import save_gate
 from adaptive_fusion.policies.gate import GateConfig, ModalityGate
 from adaptive_fusion.ros.conversions import image_to_numpy, numpy_to_image, numpy_to_pointcloud2
 from adaptive_fusion.ros.diagnostics import values_of
-from adaptive_fusion.ros.fusion_node import FusionNode
 from adaptive_fusion.ros.qos import LATCHED_QOS, SENSOR_QOS
 from adaptive_fusion.ros.spin import interrupt, spinning
-from adaptive_fusion.sim import WorldConfig
-from adaptive_fusion.sim.rig import fusion_node_parameters
 
-SIM = Path(sys.executable).parent / "sim_sensors"
 LAYERS = 4
 
 
@@ -117,27 +110,12 @@ def system(tmp_path_factory):
     gate_path = model_path.parent / "gate"
     save_gate(ModalityGate(GateConfig(depths=(1, 2, 4), channels=(8,), hidden=16), config),
               gate_path, {})
-    sim = subprocess.Popen(
-        [str(SIM), "--ros-args", "-p", "seed:=5", "-p", "camera_rate:=10.0",
-         "-p", "lidar_rate:=10.0"],
-        env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    sim = start_sim_sensors(seed=5)
     context = Context()
     rclpy.init(context=context)
-    fusion = FusionNode(
-        context=context,
-        parameter_overrides=[
-            *(Parameter(k, value=v) for k, v in fusion_node_parameters(WorldConfig()).items()),
-            Parameter("model_path", value=str(model_path)),
-            Parameter("gate_path", value=str(gate_path)),
-            Parameter("policy", value="quality_weighted"),
-            Parameter("threads", value=1),
-            Parameter("score_threshold", value=0.05),
-            Parameter("diagnostics_period", value=0.2),
-            Parameter("sensor_timeout", value=1.0),
-            Parameter("compute_budget", value=1.0),
-        ],
-    )
+    fusion = sim_fusion_node(context, model_path, gate_path=str(gate_path), score_threshold=0.05,
+                             diagnostics_period=0.2, sensor_timeout=1.0,
+                             compute_budget=1.0)  # fmt: skip
     probe = Probe(context)
     try:
         with spinning(context, (fusion, probe.node)):

@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", metavar="BAG",
                         help="also record the run's topics (inputs, outputs, ground truth) to "
                              "this rosbag2 folder, in MCAP (as `adaptive-fusion record`)")
+    parser.add_argument("--foxglove", metavar="PORT", type=int, nargs="?", const=8765,
+                        help="also serve the Foxglove live view on ws://127.0.0.1:PORT "
+                             "(default 8765; open it with config/foxglove_layout.json)")
     parser.add_argument("--json", action="store_true", help="print the timeline as JSON")
 
 

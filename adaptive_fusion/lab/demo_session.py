@@ -27,6 +27,7 @@ from adaptive_fusion.ros.messages import detections_to_boxes
 from adaptive_fusion.ros.qos import LATCHED_QOS
 from adaptive_fusion.ros.spin import interrupt, spinning
 from adaptive_fusion.ros.topics import recorded_topics
+from adaptive_fusion.runtime.foxglove_view import HOST as FOXGLOVE_HOST
 from adaptive_fusion.sim.scenario import Scenario
 from adaptive_fusion.sync import stamp_ns
 
@@ -108,7 +109,8 @@ class DemoSession:
         self.processes.append(process)
         return process
 
-    def run(self) -> list[dict] | None:
+    def fusion_arguments(self) -> list[str]:
+        """fusion_node's ROS arguments for the demo's options."""
         args = self.args
         fusion_args = ["--params-file", args.params, "--params-file", args.rig,
                        "-p", f"threads:={args.threads}",
@@ -117,7 +119,15 @@ class DemoSession:
             fusion_args += ["-p", f"model_path:={Path(args.model).resolve()}"]
         if args.policy:
             fusion_args += ["-p", f"policy:={args.policy}"]
-        fusion = self._start("fusion_node", fusion_args)
+        if args.foxglove:
+            fusion_args += ["-p", f"foxglove_port:={args.foxglove}"]
+        return fusion_args
+
+    def run(self) -> list[dict] | None:
+        if self.args.foxglove:
+            print(f"Foxglove live view: ws://{FOXGLOVE_HOST}:{self.args.foxglove} "
+                  "(layout: config/foxglove_layout.json)", flush=True)  # fmt: skip
+        fusion = self._start("fusion_node", self.fusion_arguments())
         transport.use_profile()  # this process listens over DDS too, with the same transports
         context = Context()
         rclpy.init(context=context)

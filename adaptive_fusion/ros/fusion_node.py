@@ -81,6 +81,11 @@ from adaptive_fusion.ros.qos import (
 from adaptive_fusion.ros.spin import init_for_main, spin_until_shutdown
 from adaptive_fusion.ros.topics import INPUTS, OUTPUTS
 from adaptive_fusion.runtime import FusionPipeline, InputError, SensorFrame, blank_frame
+from adaptive_fusion.runtime.foxglove_view import (
+    FoxgloveNotInstalled,
+    FoxgloveServerError,
+    FoxgloveView,
+)
 from adaptive_fusion.runtime.frame import check_depth, check_image
 from adaptive_fusion.runtime.latency import LatencyStats
 from adaptive_fusion.runtime.liveness import Liveness
@@ -89,6 +94,7 @@ from adaptive_fusion.runtime.overlay import draw_overlay
 from adaptive_fusion.runtime.scheduling import STREAM_SCHEDULING
 from adaptive_fusion.runtime.status import Counters, fusion_status, modality_status
 from adaptive_fusion.runtime.throttle import Throttle
+from adaptive_fusion.sync import stamp_ns
 
 TYPES = {"camera": Image, "depth": Image, "lidar": PointCloud2}
 SENSOR_INPUTS = ("camera", "camera_info", "depth", "lidar")  # subscribed with sensor-data QoS
@@ -154,6 +160,9 @@ PARAMETERS = (
     Spec("diagnostics_period", 1.0, "seconds between /diagnostics messages", (0.1, 60.0), True),
     Spec("log_throttle_s", 5.0, "repeat a warning of one kind at most this often (s)",
          (0.0, 3600.0), True),
+    Spec("foxglove_port", 0, "serve the Foxglove live view (image with boxes, cloud, 3D boxes, "
+         "TF, allocation) on ws://127.0.0.1:PORT; needs foxglove-sdk; 0 = off", (0, 65535),
+         True),
     # runtime
     Spec("compute_budget", 1.0, "fraction of the full model's blocks; the compute_budget "
          "topic can lower it (the stricter wins)", (0.01, 1.0)),
@@ -181,6 +190,7 @@ class FusionNode(LifecycleNode):
         self._active = False
         self._lock = threading.Lock()  # guards last_result and the counters the worker updates
         self._mailbox = Mailbox(self._work, "fusion_worker")
+        self._view: FoxgloveView | None = None
         declare_all(self, PARAMETERS)
         check_initial(self, self._validate)  # raises: destroy_node must work from here on
         self.add_on_set_parameters_callback(self._validate)
@@ -335,6 +345,11 @@ class FusionNode(LifecycleNode):
         except (CheckpointError, ValueError) as error:
             self.get_logger().error(f"cannot use policy {self._param('policy')!r}: {error}")
             return TransitionCallbackReturn.FAILURE
+        try:
+            self._view = self._start_view(model.config)
+        except FoxgloveNotInstalled as error:
+            self.get_logger().error(f"cannot configure: {error}")
+            return TransitionCallbackReturn.FAILURE
         self.pipeline = FusionPipeline(model, policy, self._param("device"),
                                        self._param("stream_scheduling"))
         self.pipeline.warm_up(blank_frame(self._warm_up_frame()))
@@ -383,6 +398,27 @@ class FusionNode(LifecycleNode):
         )
         return TransitionCallbackReturn.SUCCESS
 
+    def _start_view(self, config) -> FoxgloveView | None:
+        """The Foxglove live view where foxglove_port asks for one. A server that cannot start
+        (a port in use) leaves the detector running without it: the view is for people, the
+        detections for the robot."""
+        port = self._param("foxglove_port")
+        if port == 0:
+            return None
+        try:
+            view = FoxgloveView(port, config.classes, config.modalities, config.layers)
+        except FoxgloveServerError as error:
+            self.get_logger().error(f"Foxglove live view off: {error}; detections go on")
+            return None
+        self.get_logger().info(f"Foxglove live view on {view.url} (layout: "
+                               "config/foxglove_layout.json)")  # fmt: skip
+        return view
+
+    def _stop_view(self) -> None:
+        if self._view is not None:
+            self._view.stop()
+            self._view = None
+
     def _warm_up_frame(self) -> SensorFrame:
         config = self.pipeline.config
         w, h = config.image_width, config.image_height
@@ -418,11 +454,13 @@ class FusionNode(LifecycleNode):
         """Stop inference first, so nothing publishes through a destroyed publisher."""
         self._active = False
         self._mailbox.stop()
+        self._stop_view()
         super().destroy_node()
 
     def _release(self) -> None:
         self._active = False
         self._mailbox.stop()
+        self._stop_view()
         if self.pipeline is None:
             return
         for timer in self._periodic:
@@ -612,6 +650,9 @@ class FusionNode(LifecycleNode):
                                    pipeline.config.layers, classes)  # fmt: skip
             header = Header(stamp=job.header.stamp, frame_id=self._camera_info_frame)
             self.pub_debug.publish(numpy_to_image(picture, "rgb8", header))
+        if self._view is not None:
+            self._view.publish(job.frame, result, stamp_ns(job), job.header.frame_id,
+                               self._camera_info_frame, self.budget_in_force())  # fmt: skip
         pipeline_ms = result.timings_ms["total"]
         host_ms = 1e3 * (time.perf_counter() - job.formed) - pipeline_ms
         age_ms = (self.get_clock().now().nanoseconds - job.newest_stamp_ns) * 1e-6
