@@ -37,9 +37,15 @@ from tqdm import tqdm  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adaptive_fusion.core.frames import CORRUPTIONS, MODALITIES  # noqa: E402
+from adaptive_fusion.lab.real_data import middlebury_depth, real_photos  # noqa: E402
 from adaptive_fusion.quality import camera_quality, depth_quality, lidar_quality, measure  # noqa: E402
 from adaptive_fusion.sim import World, WorldConfig  # noqa: E402
-from adaptive_fusion.sim.corruptions import SCENE_EVENTS, corrupt  # noqa: E402
+from adaptive_fusion.sim.corruptions import (  # noqa: E402
+    SCENE_EVENTS,
+    corrupt,
+    depth_band_loss,
+    depth_flying_pixels,
+)
 
 TARGET_OWN, TARGET_OTHER = 0.9, 0.2
 
@@ -163,13 +169,6 @@ def plot(table: dict, out: Path) -> None:
 PHOTO_SEVERITIES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
-def real_photos() -> dict[str, np.ndarray]:
-    from skimage import data
-
-    return {"astronaut": data.astronaut(), "chelsea": data.chelsea(), "coffee": data.coffee(),
-            "rocket": data.rocket(), "motorcycle": data.stereo_motorcycle()[0]}  # fmt: skip
-
-
 def photo_fault(image: np.ndarray, kind: str, severity: float, rng) -> np.ndarray:
     """A real camera fault at a severity in [0, 1], on an RGB uint8 photo."""
     f = image.astype(np.float32)
@@ -229,6 +228,46 @@ def print_photo_table(photos: dict) -> None:
         print(f"  {kind:<12}{entry['rho_mean']:9.2f}{entry['rho_worst']:10.2f}  {met}")
 
 
+def depth_fault(depth: np.ndarray, kind: str, severity: float, rng) -> np.ndarray:
+    """A real depth-camera fault at a severity in [0, 1] on a depth image in metres."""
+    if kind == "quantisation":  # steps up to 20 cm (about 6 % of the median 3.3 m)
+        step = 0.2 * severity
+        return depth.copy() if step == 0 else (np.round(depth / step) * step).astype(np.float32)
+    if kind == "noise":  # range-proportional, sigma up to 5 %
+        return (depth * (1 + rng.normal(0, 0.05 * severity, depth.shape))).astype(np.float32)
+    if kind == "flying_pixels":
+        return depth_flying_pixels(depth, severity, rng)
+    if kind == "speckle":  # up to 30 % of the pixels lost at random
+        return np.where(rng.random(depth.shape) < 0.3 * severity, np.nan, depth)
+    return depth_band_loss(depth, severity, {"top_band": "top", "side_band": "left"}[kind])
+
+
+DEPTH_FAULTS = ("quantisation", "noise", "flying_pixels", "speckle", "top_band", "side_band")
+
+
+def real_depth_table(seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    depth = middlebury_depth()
+    clean = depth_quality(depth).score
+    table = {}
+    for kind in DEPTH_FAULTS:
+        scores = [depth_quality(depth_fault(depth, kind, s, rng)).score for s in PHOTO_SEVERITIES]
+        table[kind] = {"scores": scores,
+                       "rho": rank_correlation(np.array(PHOTO_SEVERITIES), scores),
+                       "above_clean": max(scores[1:]) > clean + 1e-6}  # fmt: skip
+    return {"clean": clean, "faults": table}
+
+
+def print_depth_table(depths: dict) -> None:
+    print(f"\nreal depth (Middlebury motorcycle ground truth, depth score): clean "
+          f"{depths['clean']:.2f}")
+    print(f"  {'fault':<14}{'rho':>6}  scores at severity {PHOTO_SEVERITIES}  target rho <= -0.8")
+    for kind, entry in depths["faults"].items():
+        scores = " ".join(f"{s:.2f}" for s in entry["scores"])
+        met = "yes" if entry["rho"] <= -0.8 and not entry["above_clean"] else "no"
+        print(f"  {kind:<14}{entry['rho']:6.2f}  {scores}  {met}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=400)
@@ -265,6 +304,9 @@ def main() -> int:
     photos = real_photo_table(args.seed)
     print_photo_table(photos)
     results["real_photos"] = photos
+    depths = real_depth_table(args.seed)
+    print_depth_table(depths)
+    results["real_depth"] = depths
     plot(table, args.png)
     print(f"plot: {args.png}")
     results["correlation"] = {

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from adaptive_fusion.core.frames import CORRUPTIONS, Calibration, FrameSet, LidarModel, Objects
+from adaptive_fusion.lab.real_data import middlebury_depth, real_photos
 from adaptive_fusion.quality import (
     ModalityQuality,
     camera_quality,
@@ -20,7 +21,12 @@ from adaptive_fusion.quality.camera import ImageError
 from adaptive_fusion.quality.depth import DepthError
 from adaptive_fusion.quality.lidar import CloudError
 from adaptive_fusion.sim import World
-from adaptive_fusion.sim.corruptions import SCENE_EVENTS, corrupt
+from adaptive_fusion.sim.corruptions import (
+    SCENE_EVENTS,
+    corrupt,
+    depth_band_loss,
+    depth_flying_pixels,
+)
 
 H, W, F = 240, 320, 200.0
 K = np.array([[F, 0, W / 2], [0, F, H / 2], [0, 0, 1.0]])
@@ -252,14 +258,6 @@ def test_dead_sensors_score_zero_with_the_same_measures(rendered):
 
 # ---------------------------------------------------------------- real photographs
 
-def real_photos() -> dict[str, np.ndarray]:
-    """scikit-image's photographs, RGB as stored (the Middlebury motorcycle's left view too)."""
-    from skimage import data
-
-    return {"astronaut": data.astronaut(), "chelsea": data.chelsea(), "coffee": data.coffee(),
-            "rocket": data.rocket(), "motorcycle": data.stereo_motorcycle()[0]}  # fmt: skip
-
-
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
                                [cv2.IMWRITE_JPEG_QUALITY, quality])  # fmt: skip
@@ -300,3 +298,40 @@ def test_blocking_and_cast_leave_the_rendered_world_alone(seed):
             image = corrupt(frames, spec, seed=index).image if spec else frames.image
             measures = camera_quality(image).measures
             assert measures["q_compression"] == measures["q_colour"] == 1.0, (kind, severity)
+
+
+# ---------------------------------------------------------------- real depth
+
+def test_real_depth_faults_lower_the_score_and_never_lift_it():
+    depth = middlebury_depth()
+    clean = depth_quality(depth)
+    assert clean.score >= 0.7, clean.measures
+    faults = {
+        "quantisation": lambda s: np.round(depth / (0.2 * s)) * (0.2 * s),
+        "flying pixels": lambda s: depth_flying_pixels(depth, s, np.random.default_rng(0)),
+        "top band": lambda s: depth_band_loss(depth, s, "top"),
+        "side band": lambda s: depth_band_loss(depth, s, "left"),
+    }
+    for name, fault in faults.items():
+        scores = [depth_quality(fault(s).astype(np.float32)).score for s in (0.25, 0.5, 0.75, 1)]
+        assert max(scores) <= clean.score + 1e-6, (name, scores)
+        assert scores[-1] < clean.score - 0.3, (name, clean.score, scores)
+        assert np.all(np.diff(scores) <= 1e-6), (name, scores)
+
+
+def test_ten_centimetre_steps_at_three_metres_are_seen():
+    depth = middlebury_depth()
+    coarse = depth_quality((np.round(depth / 0.1) * 0.1).astype(np.float32))
+    assert coarse.measures["quant_step_m"] == pytest.approx(0.1, rel=0.01)
+    assert coarse.score < depth_quality(depth).score - 0.1
+
+
+@pytest.mark.parametrize("seed", [2_000_000, 2_000_001, 2_000_002])
+def test_the_rendered_worlds_depth_has_no_flying_pixels_or_cut_bands(seed):
+    """Sky above rooflines is not a cut, and range noise is not flying pixels: the new factors
+    stay 1 on the world's clean depth and under its depth noise."""
+    frames = World().render(seed)
+    clean = depth_quality(frames.depth).measures
+    assert clean["q_flying"] == clean["q_holes"] == 1.0, clean
+    noisy = corrupt(frames, {"depth": ("noise", 1.0)}, seed=0).depth
+    assert depth_quality(noisy).measures["q_flying"] == 1.0

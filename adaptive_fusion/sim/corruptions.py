@@ -192,6 +192,48 @@ def depth_quantization(depth: np.ndarray, severity: float) -> np.ndarray:
     return ((np.floor(depth / step) + 0.5) * step).astype(np.float32)
 
 
+def depth_flying_pixels(depth: np.ndarray, severity: float,
+                        rng: np.random.Generator) -> np.ndarray:
+    """Mixed pixels at depth edges, as time-of-flight and stereo cameras make them: within
+    1 + 3 * severity px of a jump of over 10 % in depth, each pixel's depth is a random blend of
+    the nearest and the farthest surface around it. A real-world fault the world's training
+    corruptions leave out (the quality measures are checked on it, the controller never saw it)."""
+    if _check_severity(severity) == 0:
+        return depth.copy()
+    width = round(1 + 3 * severity)
+    filled = np.nan_to_num(depth, nan=0.0, posinf=0.0).astype(np.float32)
+    unknown_far = np.where(filled > 0, filled, np.float32(1e4))
+
+    def spread(size: int) -> tuple[np.ndarray, np.ndarray]:
+        window = np.ones((size, size), np.uint8)
+        return cv2.erode(unknown_far, window), cv2.dilate(filled, window)
+
+    near, far = spread(3)
+    jump = (filled > 0) & (far - near > 0.1 * filled)
+    band = (cv2.dilate(jump.view(np.uint8), np.ones((2 * width - 1,) * 2, np.uint8)) > 0)
+    band &= filled > 0
+    near, far = spread(2 * width + 1)
+    mix = rng.uniform(0.0, 1.0, int(band.sum())).astype(np.float32)
+    out = depth.astype(np.float32, copy=True)
+    out[band] = mix * near[band] + (1.0 - mix) * far[band]
+    return out
+
+
+def depth_band_loss(depth: np.ndarray, severity: float, side: str = "top") -> np.ndarray:
+    """A band of the image without depth, up to 40 % of its height ("top") or width ("left")
+    at severity 1: a failed region of the imager or a blocked emitter. Real-world, not among
+    the training corruptions (see depth_flying_pixels)."""
+    share = 0.4 * _check_severity(severity)
+    out = depth.astype(np.float32, copy=True)
+    if side == "top":
+        out[: int(round(share * depth.shape[0]))] = np.nan
+    elif side == "left":
+        out[:, : int(round(share * depth.shape[1]))] = np.nan
+    else:
+        raise ValueError(f"side must be 'top' or 'left', got {side!r}")
+    return out
+
+
 def depth_fog(
     depth: np.ndarray, distance: np.ndarray, severity: float, rng: np.random.Generator
 ) -> np.ndarray:
