@@ -335,3 +335,89 @@ def test_the_rendered_worlds_depth_has_no_flying_pixels_or_cut_bands(seed):
     assert clean["q_flying"] == clean["q_holes"] == 1.0, clean
     noisy = corrupt(frames, {"depth": ("noise", 1.0)}, seed=0).depth
     assert depth_quality(noisy).measures["q_flying"] == 1.0
+
+
+# ---------------------------------------------------------------- lidar sector, saturation, ghosts
+
+LIDAR_FAULT_FACTORS = ("q_sector_gap", "q_saturation", "q_below_ground")
+
+
+def without_sector(points: np.ndarray, width_deg: float, centre_deg: float = 0.0) -> np.ndarray:
+    """A blind sector: no return within width_deg / 2 of the centre azimuth."""
+    azimuth = np.degrees(np.arctan2(points[:, 1], points[:, 0]))
+    off = (azimuth - centre_deg + 180.0) % 360.0 - 180.0
+    return points[np.abs(off) >= width_deg / 2]
+
+
+def receiver_gain(points: np.ndarray, gain: float) -> np.ndarray:
+    """Receiver gain too high: intensity x gain, clipped at the full scale 1."""
+    out = points.copy()
+    out[:, 3] = np.minimum(out[:, 3] * gain, 1.0)
+    return out
+
+
+def with_mirror_ghosts(points: np.ndarray, share: float, height: float, seed: int = 0):
+    """Multipath: share x N ghosts of above-ground returns, mirrored about the road z = -h."""
+    rng = np.random.default_rng(seed)
+    above = np.flatnonzero(points[:, 2] > -height + 0.3)
+    source = points[rng.choice(above, int(round(share * len(points))))].copy()
+    source[:, 2] = -2.0 * height - source[:, 2]
+    return np.concatenate([points, source])
+
+
+def series(clouds, lidar: LidarModel, measure_name: str) -> tuple[list[float], list[float]]:
+    """Scores and one measure over a sequence of clouds, each fault's severities in order."""
+    results = [lidar_quality(points, lidar) for points in clouds]
+    return [q.score for q in results], [q.measures[measure_name] for q in results]
+
+
+def assert_falls(series: list[float]) -> None:
+    """Never rises; ties only inside the healthy band (at 1)."""
+    assert all(b <= a for a, b in zip(series, series[1:], strict=False)), np.round(series, 3)
+    assert all(b < a for a, b in zip(series, series[1:], strict=False) if b < 1), np.round(
+        series, 3)
+
+
+@pytest.mark.parametrize("seed", [2_000_000, 2_000_001])
+def test_clean_world_sweeps_keep_every_new_lidar_factor_at_one(seed):
+    frames = World().render(seed)
+    quality = lidar_quality(frames.points, frames.lidar)
+    assert quality.score == 1.0, quality.measures
+    assert quality.measures["sector_gap_deg"] == 0.0
+    assert all(quality.measures[f] == 1.0 for f in LIDAR_FAULT_FACTORS), quality.measures
+
+
+def test_the_realistic_cloud_keeps_its_blocked_rear_inside_the_healthy_band(real_like):
+    measures = lidar_quality(real_like.points, LIDAR).measures
+    assert 38.0 <= measures["sector_gap_deg"] <= 45.0  # the vehicle hides 40 degrees
+    assert all(measures[f] == 1.0 for f in LIDAR_FAULT_FACTORS), measures
+
+
+def test_a_blind_sector_lowers_the_score_with_its_width(rendered):
+    scores, gaps = series((without_sector(rendered.points, w) for w in (0, 30, 60, 120, 180)),
+                          rendered.lidar, "sector_gap_deg")
+    assert gaps == pytest.approx([0, 30, 60, 120, 180], abs=1.5)
+    assert_falls(scores)
+    assert scores[0] == 1.0 and scores[3] < 0.55 and scores[4] < 0.3, np.round(scores, 3)
+
+
+def test_intensity_saturation_and_a_stuck_channel_lower_the_score(rendered):
+    scores, shares = series((receiver_gain(rendered.points, g) for g in (1, 2, 4, 8, 32)),
+                            rendered.lidar, "saturated_fraction")
+    assert shares[0] < 0.05 and shares[-1] > 0.7, np.round(shares, 3)
+    assert_falls(scores)
+    assert scores[-1] < 0.35, np.round(scores, 3)
+    stuck = rendered.points.copy()
+    stuck[:, 3] = 0.5
+    assert lidar_quality(stuck, rendered.lidar).measures["saturated_fraction"] == 1.0
+    stuck[:, 3] = 0.0  # a cloud without intensity (the ROS conversion fills zeros) is no fault
+    assert lidar_quality(stuck, rendered.lidar).score == 1.0
+
+
+def test_ghost_returns_under_the_road_lower_the_score(rendered):
+    height = World().config.lidar_height
+    clouds = (with_mirror_ghosts(rendered.points, s, height) for s in (0, 0.02, 0.05, 0.1, 0.2))
+    scores, below = series(clouds, rendered.lidar, "below_ground_fraction")
+    assert below[0] == 0.0 and below[-1] > 0.05, np.round(below, 3)
+    assert_falls(scores)
+    assert scores[-1] < 0.7, np.round(scores, 3)

@@ -18,6 +18,23 @@ Measures:
 - isolated_fraction: share of returns with none of the two nearest returns on either side of
   the scan line within 0.1 m + 5 % of the range per step (surfaces up to ~83 deg from face-on
   stay connected): rain, fog and dust clutter and lone stray returns.
+- sector_gap_deg: the widest run of azimuth steps (wrapping around 360 degrees) in which none
+  of the ground-bound beams returns. Those rays must hit the road or something on it, so a run
+  with no return in any of them is a direction the sensor is blind in: a blocked window, a
+  failing encoder or a sensor reporting only part of its sweep. Fill alone barely sees it (a
+  120-degree gap leaves 2/3 of the rays). 360 when there is no ground-bound beam.
+- saturated_fraction: share of returns at the cloud's top intensity (within 1 % of it). A
+  healthy sweep has a spread of reflectivities, with a percent or two at the top from
+  retro-reflectors (signs, number plates, lane paint); a receiver in saturation clips most
+  returns to full scale, and a stuck channel puts every return at one value. Either way the
+  reflectivity cue is gone, and saturated pulses also bias range (range walk). Read on the
+  cloud's own top, so it holds for any intensity scale (the world's 0-1, Velodyne's 0-255,
+  16-bit drivers). An all-zero channel reads 0: the ROS conversion fills zeros for a cloud
+  without intensity, which is not a fault.
+- below_ground_fraction: share of returns more than 0.3 m + 4 % of their horizontal distance
+  below the ground plane at the estimated mount height: returns from under the road, which only
+  ghosts produce (multipath: a wet road or a glass facade mirrors objects below the road). The
+  tolerance covers vehicle pitch and grade changes (about 2.3 degrees) and range noise.
 
 Reference values (healthy limit / half-point, see score.py):
 - density: factor sqrt(fill / 0.85), at most 1. A healthy sensor returns from 85 % or more of
@@ -28,6 +45,17 @@ Reference values (healthy limit / half-point, see score.py):
   depth.
 - isolated fraction 0.02 / 0.15: thin poles and edges give a healthy sweep a percent or two;
   at 0.15 one return in seven is clutter.
+- sector gap 45 / 90 degrees: the sensor's own vehicle, mast or roof rack can hide up to an
+  eighth of the sweep in ordinary mounts (the rear block of a sensor on a car's front roof edge
+  is about 40 degrees); at 90 degrees a whole quadrant, one of the four directions a vehicle
+  must watch (cross traffic from one side), is blind. 120 degrees scores ~0.45, 180 ~0.25.
+  The synthetic world's clean sweeps have no gap.
+- saturated fraction 0.05 / 0.5: retro-reflectors put up to a few percent of a healthy sweep
+  at full scale (the world's clean sweeps: at most 1.8 %); with half the returns clipped the
+  reflectivity cue is mostly gone.
+- below-ground fraction 0.01 / 0.1: a puddle or a glass front gives a healthy sweep a few
+  mirrored returns (the world's clean sweeps: none); at 0.1 one return in ten is a phantom
+  that a detector may read as an object under the road.
 """
 
 from functools import lru_cache
@@ -44,11 +72,18 @@ HEALTHY_FILL = 0.85
 # (healthy limit, half-point, power) of each factor's curve, see score.py and the docstring
 NOISE_CURVE = (0.03, 0.15, 2.0)
 ISOLATED_CURVE = (0.02, 0.15, 2.0)
+GAP_CURVE = (45.0, 90.0, 2.0)  # degrees
+SATURATED_CURVE = (0.05, 0.5, 2.0)
+BELOW_GROUND_CURVE = (0.01, 0.1, 2.0)
+SATURATION_SHARE = 0.99  # a return within 1 % of the cloud's top intensity is at the top
+BELOW_GROUND_ABS, BELOW_GROUND_REL = 0.3, 0.04  # metres, and per metre of horizontal distance
 MIN_TRIPLES = 20
 QUARTILE_OF_ABS_NORMAL = 0.3186  # 25th percentile of |N(0, 1)|
 
 
-MEASURES = ("n_points", "fill_fraction", "ground_beams", "range_noise_m", "isolated_fraction")
+MEASURES = ("n_points", "fill_fraction", "ground_beams", "range_noise_m", "isolated_fraction",
+            "sector_gap_deg", "saturated_fraction", "below_ground_fraction")
+FACTORS = ("density", "noise", "isolated", "sector_gap", "saturation", "below_ground")
 
 
 class CloudError(ValueError):
@@ -84,18 +119,57 @@ def range_image(points: np.ndarray, lidar: LidarModel) -> np.ndarray:
     return image.reshape(lidar.n_beams, steps)
 
 
-def _ground_beams(ranges: np.ndarray, lidar: LidarModel) -> np.ndarray:
-    """Indices of beams that must hit the ground within GROUND_RANGE_SHARE of max range."""
+def _ground_beams(ranges: np.ndarray, lidar: LidarModel) -> tuple[np.ndarray, float]:
+    """Indices of beams that must hit the ground within GROUND_RANGE_SHARE of max range, and
+    the estimated mount height (NaN when no downward beam has a return)."""
     elevations = np.radians(np.asarray(lidar.elevations_deg, dtype=np.float64))
     populated = np.flatnonzero(np.isfinite(ranges).any(axis=1) & (elevations < 0))
     if populated.size == 0:
-        return populated
+        return populated, float("nan")
     lowest = populated[0]
     row = ranges[lowest][np.isfinite(ranges[lowest])]
     height = float(np.median(row)) * -np.sin(elevations[lowest])
     with np.errstate(divide="ignore"):
         ground_range = height / np.tan(-elevations)
-    return np.flatnonzero((elevations < 0) & (ground_range < GROUND_RANGE_SHARE * lidar.max_range))
+    reach = GROUND_RANGE_SHARE * lidar.max_range
+    return np.flatnonzero((elevations < 0) & (ground_range < reach)), height
+
+
+def _sector_gap_deg(ground_ranges: np.ndarray) -> float:
+    """Widest run of azimuth steps, wrapping around, where no ground-bound beam returns."""
+    steps = ground_ranges.shape[1]
+    if ground_ranges.shape[0] == 0:
+        return 360.0
+    hit = np.isfinite(ground_ranges).any(axis=0)
+    where = np.flatnonzero(hit)
+    if where.size == 0:
+        return 360.0
+    # gaps between consecutive returning steps, and the one across the seam
+    runs = np.diff(where, append=where[0] + steps) - 1
+    return float(runs.max()) * 360.0 / steps
+
+
+def _saturated_fraction(points: np.ndarray) -> float:
+    """Share of returns within 1 % of the cloud's top intensity (0 without a nonzero channel)."""
+    if points.shape[1] < 4:
+        return 0.0
+    intensity = points[:, 3]
+    top = float(intensity.max())
+    if not np.isfinite(top):
+        intensity = intensity[np.isfinite(intensity)]
+        top = float(intensity.max()) if intensity.size else 0.0
+    if top <= 0:
+        return 0.0
+    return float(np.count_nonzero(intensity >= SATURATION_SHARE * top)) / len(points)
+
+
+def _below_ground_fraction(points: np.ndarray, height: float) -> float:
+    """Share of returns under the ground plane at -height, beyond pitch and grade tolerance."""
+    if not np.isfinite(height):
+        return 0.0
+    x, y, z = points[:, 0], points[:, 1], points[:, 2]
+    limit = -height - BELOW_GROUND_ABS - BELOW_GROUND_REL * np.sqrt(x * x + y * y)
+    return float(np.count_nonzero(z < limit)) / len(points)
 
 
 def _isolated_fraction(ranges: np.ndarray) -> float:
@@ -120,11 +194,14 @@ def lidar_quality(points: np.ndarray, lidar: LidarModel) -> ModalityQuality:
     if not finite.all():
         points = points[finite]
     if len(points) == 0:  # a dead lidar: no data, every factor 0
-        return combine(dict.fromkeys(("density", "noise", "isolated"), 0.0),
-                       dict.fromkeys(MEASURES, 0.0))
+        return combine(dict.fromkeys(FACTORS, 0.0), dict.fromkeys(MEASURES, 0.0))
     ranges = range_image(points, lidar)
-    ground = _ground_beams(ranges, lidar)
-    fill = float(np.isfinite(ranges[ground]).mean()) if ground.size else 0.0
+    ground, height = _ground_beams(ranges, lidar)
+    ground_ranges = ranges[ground]
+    fill = float(np.isfinite(ground_ranges).mean()) if ground.size else 0.0
+    gap = _sector_gap_deg(ground_ranges)
+    saturated = _saturated_fraction(points)
+    below_ground = _below_ground_fraction(points, height)
 
     # scan-line neighbours by slicing (the two columns at the +-pi seam are left out)
     left, centre, right = ranges[:, :-2], ranges[:, 1:-1], ranges[:, 2:]
@@ -142,10 +219,16 @@ def lidar_quality(points: np.ndarray, lidar: LidarModel) -> ModalityQuality:
         "ground_beams": float(ground.size),
         "range_noise_m": noise,
         "isolated_fraction": isolated,
+        "sector_gap_deg": gap,
+        "saturated_fraction": saturated,
+        "below_ground_fraction": below_ground,
     }
     factors = {
         "density": float(np.sqrt(min(fill / HEALTHY_FILL, 1.0))),
         "noise": falling(noise, *NOISE_CURVE),
         "isolated": falling(isolated, *ISOLATED_CURVE),
+        "sector_gap": falling(gap, *GAP_CURVE),
+        "saturation": falling(saturated, *SATURATED_CURVE),
+        "below_ground": falling(below_ground, *BELOW_GROUND_CURVE),
     }
     return combine(factors, measures)
