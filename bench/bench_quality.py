@@ -16,6 +16,12 @@ among them) under faults implemented here, independently of the renderer: JPEG, 
 noise, blur, low light, haze and a dark lens blob, six severities each; rho per photo between
 severity and camera score, its mean and worst over the photos. Target: rho <= -0.8 per kind, clean
 photos scoring at least 0.7.
+
+A lidar table puts faults that the world's corruptions lack, implemented here, on world
+sweeps (the first 20 scenes): a blind sector up to 180 degrees, receiver saturation (intensity
+gain up to 32x, clipped at full scale) and multipath ghosts (up to 30 % extra returns, mirrored
+about the road); six severities each, rho per scene between severity and lidar score, its mean
+and worst. Target: rho <= -0.8 per kind.
 """
 
 import os
@@ -268,6 +274,54 @@ def print_depth_table(depths: dict) -> None:
         print(f"  {kind:<14}{entry['rho']:6.2f}  {scores}  {met}")
 
 
+LIDAR_FAULTS = ("sector_gap", "saturation", "ghosts")
+LIDAR_FAULT_SCENES = 20
+
+
+def lidar_fault(points: np.ndarray, kind: str, severity: float, height: float, rng) -> np.ndarray:
+    """A real lidar fault at a severity in [0, 1], on an (N, 4) world sweep (intensity 0-1)."""
+    out = points.copy()
+    if kind == "sector_gap":  # a blind sector up to 180 degrees wide, in a random direction
+        azimuth = np.degrees(np.arctan2(points[:, 1], points[:, 0]))
+        off = (azimuth - rng.uniform(-180.0, 180.0) + 180.0) % 360.0 - 180.0
+        return out[np.abs(off) >= 90.0 * severity]
+    if kind == "saturation":  # receiver gain up to 2^5, clipped at full scale
+        out[:, 3] = np.minimum(out[:, 3] * 2.0 ** (5.0 * severity), 1.0)
+        return out
+    # ghosts: up to 30 % extra returns, mirrors of above-ground ones about the road z = -height
+    above = np.flatnonzero(points[:, 2] > 0.3 - height)
+    ghosts = points[rng.choice(above, int(round(0.3 * severity * len(points))))]
+    ghosts[:, 2] = -2.0 * height - ghosts[:, 2]
+    return np.concatenate([out, ghosts])
+
+
+def lidar_fault_table(scenes: list, height: float, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    scenes = scenes[:LIDAR_FAULT_SCENES]
+    clean = [lidar_quality(f.points, f.lidar).score for f in scenes]
+    table = {}
+    for kind in LIDAR_FAULTS:
+        rhos, worst_scores = [], []
+        for frames in scenes:
+            scores = [lidar_quality(lidar_fault(frames.points, kind, s, height, rng),
+                                    frames.lidar).score for s in PHOTO_SEVERITIES]  # fmt: skip
+            rhos.append(rank_correlation(np.array(PHOTO_SEVERITIES), scores))
+            worst_scores.append(scores[-1])
+        table[kind] = {"rho_mean": float(np.nanmean(rhos)), "rho_worst": float(np.nanmax(rhos)),
+                       "score_at_1_mean": float(np.mean(worst_scores))}  # fmt: skip
+    return {"scenes": len(scenes), "clean_min": float(min(clean)), "faults": table}
+
+
+def print_lidar_fault_table(faults: dict) -> None:
+    print(f"\nlidar faults on {faults['scenes']} world sweeps (lidar score): clean at least "
+          f"{faults['clean_min']:.2f}")
+    print(f"  {'fault':<12}{'rho mean':>9}{'rho worst':>10}{'score at 1':>11}  target rho <= -0.8")
+    for kind, entry in faults["faults"].items():
+        met = "yes" if entry["rho_worst"] <= -0.8 else "no"
+        print(f"  {kind:<12}{entry['rho_mean']:9.2f}{entry['rho_worst']:10.2f}"
+              f"{entry['score_at_1_mean']:11.2f}  {met}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=400)
@@ -307,6 +361,9 @@ def main() -> int:
     depths = real_depth_table(args.seed)
     print_depth_table(depths)
     results["real_depth"] = depths
+    lidar_faults = lidar_fault_table(scenes, world.config.lidar_height, args.seed)
+    print_lidar_fault_table(lidar_faults)
+    results["lidar_faults"] = lidar_faults
     plot(table, args.png)
     print(f"plot: {args.png}")
     results["correlation"] = {
