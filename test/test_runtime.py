@@ -11,7 +11,7 @@ from adaptive_fusion.core.frames import MODALITIES
 from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint
 from adaptive_fusion.model.config import ModelConfig
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
-from adaptive_fusion.model.inputs import prepare_inputs
+from adaptive_fusion.model.inputs import at_model_size, prepare_inputs
 from adaptive_fusion.policies.checkpoint import save_controller
 from adaptive_fusion.policies.network import ControllerConfig, LayerController
 from adaptive_fusion.policies.registry import EqualSplitPolicy, QualityWeightedPolicy, make_policy
@@ -24,7 +24,8 @@ from adaptive_fusion.runtime import (
     resolve_budget,
 )
 from adaptive_fusion.runtime.overlay import draw_overlay
-from adaptive_fusion.sim import World
+from adaptive_fusion.runtime.pipeline import measure_quality
+from adaptive_fusion.sim import World, WorldConfig
 from adaptive_fusion.sim.corruptions import corrupt
 from adaptive_fusion.sim.moving_world import MovingWorld
 from adaptive_fusion.sim.scenario import Scenario, ScenarioError
@@ -122,6 +123,23 @@ def test_pipeline_runs_only_the_allocated_blocks(pipeline, frames):
     assert dead_lidar.live == ("camera", "depth") and "lidar" not in dead_lidar.allocation
     assert pipeline.timer.calls == 8
     assert pipeline.costs.block_s > 0 and pipeline.costs.overhead_s > 0
+
+
+def test_a_sensor_sized_frame_is_resized_once_and_measured_as_the_model_sees_it(pipeline):
+    """At 1280x720 the rasters are the same as resizing inside each raster, bit for bit, and the
+    quality is that of the model-size images."""
+    big = World(WorldConfig(camera_width=1280, camera_height=720)).render(4)
+    view = at_model_size(big, SMALL)
+    assert view.image.shape == (SMALL.image_height, SMALL.image_width, 3)
+    assert view.depth.shape == (SMALL.image_height, SMALL.image_width)
+    assert view.points is big.points and (view.calib.width, view.calib.height) == (320, 240)
+    direct, resized = prepare_inputs(big, SMALL), prepare_inputs(view, SMALL)
+    assert np.array_equal(direct.K, resized.K)
+    for name, raster in direct.rasters.items():
+        assert np.array_equal(raster, resized.rasters[name]), name
+    assert at_model_size(view, SMALL) is view  # already at the model's size: untouched
+    result = pipeline.run(sensor_frame(big), 1.0)
+    assert result.quality == measure_quality(view)
 
 
 def test_corrupted_camera_loses_layers(pipeline, frames):

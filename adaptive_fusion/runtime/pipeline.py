@@ -1,5 +1,6 @@
-"""One fusion step without ROS: quality -> budget -> allocation -> detector (only the allocated
-blocks run) -> boxes, with the time of every stage and of the blocks themselves."""
+"""One fusion step without ROS: the frame at the model's size -> quality -> budget -> allocation
+-> detector (only the allocated blocks run) -> boxes, with the time of every stage and of the
+blocks themselves."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from adaptive_fusion.core.boxes import Boxes3D
 from adaptive_fusion.model.allocation import Allocation
 from adaptive_fusion.model.coding import decode
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
-from adaptive_fusion.model.inputs import prepare_inputs
+from adaptive_fusion.model.inputs import at_model_size, prepare_inputs
 from adaptive_fusion.model.streams import SideBySideStreams
 from adaptive_fusion.policies.registry import AllocationPolicy
 from adaptive_fusion.quality import camera_quality, depth_quality, lidar_quality
@@ -132,9 +133,11 @@ class FusionPipeline:
         start = time.perf_counter()
         check_frame(frame)
         live = frame.present()
-        quality = measure_quality(frame)
+        view = at_model_size(frame, self.config)
+        resized = time.perf_counter()
+        quality = measure_quality(view)
         after_quality = time.perf_counter()
-        inputs = prepare_inputs(frame, self.config)
+        inputs = prepare_inputs(view, self.config)
         after_inputs = time.perf_counter()
         budget = resolve_budget(fraction, latency_ms, self.costs, self.full_blocks, len(live))
         allocation = self.policy.allocate(quality, live, budget.total_blocks, inputs)
@@ -164,8 +167,8 @@ class FusionPipeline:
             min(self.runner.workers, running) if mode == "side_by_side" else 1)
         self.costs.update(block_seconds, self.timer.calls, end - start)
         timings = {
-            "quality": after_quality - start,
-            "prepare": after_inputs - after_quality,
+            "quality": after_quality - resized,
+            "prepare": (resized - start) + (after_inputs - after_quality),
             "allocate": after_allocate - after_inputs,
             "model": after_model - after_allocate,
             "blocks": block_seconds,
