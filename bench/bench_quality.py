@@ -48,9 +48,14 @@ from adaptive_fusion.quality import camera_quality, depth_quality, lidar_quality
 from adaptive_fusion.sim import World, WorldConfig  # noqa: E402
 from adaptive_fusion.sim.corruptions import (  # noqa: E402
     SCENE_EVENTS,
+    camera_colour_cast,
+    camera_jpeg,
     corrupt,
     depth_band_loss,
     depth_flying_pixels,
+    lidar_ghosts,
+    lidar_saturation,
+    lidar_sector_gap,
 )
 
 TARGET_OWN, TARGET_OTHER = 0.9, 0.2
@@ -179,13 +184,10 @@ def photo_fault(image: np.ndarray, kind: str, severity: float, rng) -> np.ndarra
     """A real camera fault at a severity in [0, 1], on an RGB uint8 photo."""
     f = image.astype(np.float32)
     if kind == "jpeg":  # quality 95 at 0 down to 5 at 1
-        quality = int(round(95 - 90 * severity))
-        _, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                                  [cv2.IMWRITE_JPEG_QUALITY, quality])  # fmt: skip
-        return cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        return camera_jpeg(image, severity)
     if kind == "colour_cast":  # the blue channel down to 30 %
-        f[..., 2] *= 1.0 - 0.7 * severity
-    elif kind == "noise":  # white noise up to sigma 30 grey levels
+        return camera_colour_cast(image, severity, channel=2)
+    if kind == "noise":  # white noise up to sigma 30 grey levels
         f += rng.normal(0.0, 30.0 * severity, f.shape)
     elif kind == "blur":  # defocus up to sigma 4 px
         if severity > 0:
@@ -278,24 +280,17 @@ LIDAR_FAULTS = ("sector_gap", "saturation", "ghosts")
 LIDAR_FAULT_SCENES = 20
 
 
-def lidar_fault(points: np.ndarray, kind: str, severity: float, height: float, rng) -> np.ndarray:
-    """A real lidar fault at a severity in [0, 1], on an (N, 4) world sweep (intensity 0-1)."""
-    out = points.copy()
-    if kind == "sector_gap":  # a blind sector up to 180 degrees wide, in a random direction
-        azimuth = np.degrees(np.arctan2(points[:, 1], points[:, 0]))
-        off = (azimuth - rng.uniform(-180.0, 180.0) + 180.0) % 360.0 - 180.0
-        return out[np.abs(off) >= 90.0 * severity]
-    if kind == "saturation":  # receiver gain up to 2^5, clipped at full scale
-        out[:, 3] = np.minimum(out[:, 3] * 2.0 ** (5.0 * severity), 1.0)
-        return out
-    # ghosts: up to 30 % extra returns, mirrors of above-ground ones about the road z = -height
-    above = np.flatnonzero(points[:, 2] > 0.3 - height)
-    ghosts = points[rng.choice(above, int(round(0.3 * severity * len(points))))]
-    ghosts[:, 2] = -2.0 * height - ghosts[:, 2]
-    return np.concatenate([out, ghosts])
+def lidar_fault(points: np.ndarray, kind: str, severity: float, rng) -> np.ndarray:
+    """A real lidar fault at a severity in [0, 1] (sim/corruptions.py): a blind sector up to 180
+    degrees in a random direction, receiver gain up to 2^5, or up to 30 % ghost returns."""
+    if kind == "sector_gap":
+        return lidar_sector_gap(points, severity, float(rng.uniform(-180.0, 180.0)))
+    if kind == "saturation":
+        return lidar_saturation(points, severity)
+    return lidar_ghosts(points, severity, rng)
 
 
-def lidar_fault_table(scenes: list, height: float, seed: int) -> dict:
+def lidar_fault_table(scenes: list, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     scenes = scenes[:LIDAR_FAULT_SCENES]
     clean = [lidar_quality(f.points, f.lidar).score for f in scenes]
@@ -303,7 +298,7 @@ def lidar_fault_table(scenes: list, height: float, seed: int) -> dict:
     for kind in LIDAR_FAULTS:
         rhos, worst_scores = [], []
         for frames in scenes:
-            scores = [lidar_quality(lidar_fault(frames.points, kind, s, height, rng),
+            scores = [lidar_quality(lidar_fault(frames.points, kind, s, rng),
                                     frames.lidar).score for s in PHOTO_SEVERITIES]  # fmt: skip
             rhos.append(rank_correlation(np.array(PHOTO_SEVERITIES), scores))
             worst_scores.append(scores[-1])
@@ -361,7 +356,7 @@ def main() -> int:
     depths = real_depth_table(args.seed)
     print_depth_table(depths)
     results["real_depth"] = depths
-    lidar_faults = lidar_fault_table(scenes, world.config.lidar_height, args.seed)
+    lidar_faults = lidar_fault_table(scenes, args.seed)
     print_lidar_fault_table(lidar_faults)
     results["lidar_faults"] = lidar_faults
     plot(table, args.png)

@@ -16,7 +16,7 @@ from torch.utils.data import default_collate
 from adaptive_fusion.cli.main import main
 from adaptive_fusion.lab.controller.config import load_controller_config
 from adaptive_fusion.lab.controller.data import ControllerDataset, split_controller_batch
-from adaptive_fusion.lab.controller.labels import corruption_labels
+from adaptive_fusion.lab.controller.labels import UNNAMED, corruption_labels, corruption_loss
 from adaptive_fusion.lab.controller.trainer import ControllerTrainer
 from adaptive_fusion.lab.controller.usage import absent_losses, dropping_helps, use_loss
 from adaptive_fusion.lab.evaluation.runner import allocation_flops
@@ -230,6 +230,29 @@ def test_corruption_labels_from_the_augmentation_spec():
     assert labels["fog"] == 1.0
     clean = corruption_labels({}, MODALITIES)
     assert clean["corrupted"].sum() == 0 and clean["kind"].sum() == 0 and clean["fog"] == 0
+
+
+def test_real_world_faults_join_the_draw_without_a_kind_label():
+    """A real-world fault (outside the kind head's classes) is drawn only with real_world, minus
+    the held-out ones; its label says corrupted and how badly, and its kind is skipped."""
+    sampler = CorruptionSampler(probability=1.0, real_world=True,
+                                held_out=["camera:colour_cast", "lidar:ghosts"])
+    assert "jpeg" in sampler.kinds("camera") and "colour_cast" not in sampler.kinds("camera")
+    assert set(sampler.kinds("lidar")) >= {"sector_gap", "saturation"}
+    assert "ghosts" not in sampler.kinds("lidar")
+    assert "jpeg" not in CorruptionSampler().kinds("camera")
+    rng = np.random.default_rng(0)
+    drawn = {sampler.sample(rng)["camera"][0] for _ in range(200)}
+    assert "jpeg" in drawn and "colour_cast" not in drawn
+    labels = corruption_labels({"camera": ("jpeg", 0.6)}, MODALITIES)
+    assert labels["corrupted"][0] == 1.0 and labels["severity"][0] == pytest.approx(0.6)
+    assert labels["kind"][0] == UNNAMED
+    outputs = {"corrupted": torch.zeros(1, 3), "severity": torch.zeros(1, 3),
+               "fog": torch.zeros(1),
+               "kind": {m: torch.zeros(1, len(corruption_kinds(m))) for m in MODALITIES}}
+    batch = {key: torch.from_numpy(value)[None] for key, value in labels.items()}
+    losses = corruption_loss(outputs, batch, torch.ones(1, 3), MODALITIES)
+    assert torch.isfinite(losses["total"])  # the unnamed kind adds nothing, not NaN
 
 
 def test_augmentation_spec_comes_with_the_same_frames_as_before(tmp_path):

@@ -9,15 +9,15 @@ import pytest
 from adaptive_fusion.core.frames import CORRUPTIONS
 from adaptive_fusion.sim import World
 from adaptive_fusion.sim.corruptions import (
+    REAL_WORLD_FAULTS,
     SCENE_EVENTS,
     CorruptionError,
     corrupt,
     motion_blur_kernel,
 )
 
-ALL_TYPES = [(m, k) for m, kinds in CORRUPTIONS.items() for k in kinds] + [
-    ("scene", e) for e in SCENE_EVENTS
-]
+ALL_TYPES = [(m, k) for family in (CORRUPTIONS, REAL_WORLD_FAULTS)
+             for m, kinds in family.items() for k in kinds] + [("scene", e) for e in SCENE_EVENTS]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,8 @@ def test_deterministic_by_seed_and_only_touches_its_modality(frames, key, kind):
 @pytest.mark.parametrize(
     ("key", "kind"),
     [("camera", "noise"), ("camera", "occlusion"), ("depth", "holes"), ("lidar", "dropout"),
-     ("lidar", "spurious")],
+     ("lidar", "spurious"), ("camera", "colour_cast"), ("depth", "flying_pixels"),
+     ("lidar", "sector_gap"), ("lidar", "ghosts")],
 )
 def test_different_seeds_differ(frames, key, kind):
     a = corrupt(frames, {key: (kind, 0.5)}, seed=1)

@@ -23,6 +23,14 @@ import numpy as np
 from adaptive_fusion.core.frames import CORRUPTIONS, FrameSet, LidarModel
 
 SCENE_EVENTS: tuple[str, ...] = ("fog",)  # spec key "scene": hits every sensor coherently
+# Faults of real sensors that the world's corruption family (core.frames.CORRUPTIONS, the kinds
+# a controller learns to name) leaves out. `corrupt` applies them like the others; a controller
+# may train on them (CorruptionSampler.real_world) without a kind label, or have them held out.
+REAL_WORLD_FAULTS: dict[str, tuple[str, ...]] = {
+    "camera": ("jpeg", "colour_cast"),
+    "depth": ("flying_pixels", "band_loss"),
+    "lidar": ("sector_gap", "saturation", "ghosts"),
+}
 
 # Severity-1 magnitudes (each corruption is linear in severity up to these, unless noted).
 CAMERA_NOISE_SIGMA = 50.0  # grey levels
@@ -163,6 +171,25 @@ def camera_dead(image: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- depth
 
 
+def camera_jpeg(image: np.ndarray, severity: float) -> np.ndarray:
+    """JPEG compression from quality 95 at severity 0 down to 5 at 1 (blocking, ringing)."""
+    if _check_severity(severity) == 0:
+        return image.copy()
+    quality = int(round(95 - 90 * severity))
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, quality])  # fmt: skip
+    if not ok:
+        raise CorruptionError(f"JPEG encoding failed for an image of shape {image.shape}")
+    return cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def camera_colour_cast(image: np.ndarray, severity: float, channel: int) -> np.ndarray:
+    """White balance gone: one channel (0 red, 1 green, 2 blue) down to 30 % at severity 1."""
+    out = image.astype(np.float32)
+    out[..., channel] *= 1.0 - 0.7 * _check_severity(severity)
+    return np.round(out).astype(np.uint8)
+
+
 def depth_noise(depth: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
     """Range-proportional Gaussian noise, sigma = DEPTH_NOISE_REL * severity * z."""
     if _check_severity(severity) == 0:
@@ -196,8 +223,7 @@ def depth_flying_pixels(depth: np.ndarray, severity: float,
                         rng: np.random.Generator) -> np.ndarray:
     """Mixed pixels at depth edges, as time-of-flight and stereo cameras make them: within
     1 + 3 * severity px of a jump of over 10 % in depth, each pixel's depth is a random blend of
-    the nearest and the farthest surface around it. A real-world fault the world's training
-    corruptions leave out (the quality measures are checked on it, the controller never saw it)."""
+    the nearest and the farthest surface around it."""
     if _check_severity(severity) == 0:
         return depth.copy()
     width = round(1 + 3 * severity)
@@ -221,8 +247,7 @@ def depth_flying_pixels(depth: np.ndarray, severity: float,
 
 def depth_band_loss(depth: np.ndarray, severity: float, side: str = "top") -> np.ndarray:
     """A band of the image without depth, up to 40 % of its height ("top") or width ("left")
-    at severity 1: a failed region of the imager or a blocked emitter. Real-world, not among
-    the training corruptions (see depth_flying_pixels)."""
+    at severity 1: a failed region of the imager or a blocked emitter."""
     share = 0.4 * _check_severity(severity)
     out = depth.astype(np.float32, copy=True)
     if side == "top":
@@ -327,6 +352,37 @@ def lidar_fog(points: np.ndarray, severity: float, rng: np.random.Generator) -> 
     return _spurious(kept, LIDAR_FOG_SPURIOUS * severity, rng)
 
 
+def lidar_sector_gap(points: np.ndarray, severity: float, azimuth_deg: float) -> np.ndarray:
+    """A blind sector up to 180 degrees wide (a mount, a failed mirror facet, mud) centred on
+    `azimuth_deg`."""
+    azimuth = np.degrees(np.arctan2(points[:, 1], points[:, 0]))
+    off = (azimuth - azimuth_deg + 180.0) % 360.0 - 180.0
+    return points[np.abs(off) >= 90.0 * _check_severity(severity)].copy()
+
+
+def lidar_saturation(points: np.ndarray, severity: float) -> np.ndarray:
+    """Receiver gain up to 2^5 at severity 1, intensities clipped at full scale (1)."""
+    out = points.copy()
+    out[:, 3] = np.minimum(out[:, 3] * 2.0 ** (5.0 * _check_severity(severity)), 1.0)
+    return out
+
+
+def lidar_ghosts(points: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
+    """Multipath ghosts: up to 30 % extra returns at severity 1, mirror images of above-ground
+    returns about the road (a wet road reflects the beam to an object and back), so they lie
+    under it. The road's height is the cloud's 5th percentile of z: most of a driving sweep's
+    returns come from the road."""
+    if _check_severity(severity) == 0 or len(points) == 0:
+        return points.copy()
+    road = float(np.percentile(points[:, 2], 5))
+    above = np.flatnonzero(points[:, 2] > road + 0.3)
+    if not above.size:
+        return points.copy()
+    ghosts = points[rng.choice(above, int(round(0.3 * severity * len(points))))]
+    ghosts[:, 2] = 2.0 * road - ghosts[:, 2]
+    return np.concatenate([points, ghosts])
+
+
 def lidar_dead(points: np.ndarray) -> np.ndarray:
     return np.zeros((0, points.shape[1]), points.dtype)
 
@@ -351,6 +407,8 @@ def corrupt_camera(
         "low_light": camera_low_light,
         "motion_blur": camera_motion_blur,
         "occlusion": camera_occlusion,
+        "jpeg": lambda image, s, _rng: camera_jpeg(image, s),
+        "colour_cast": lambda image, s, r: camera_colour_cast(image, s, int(r.integers(3))),
     }
     return _dispatch("camera", kind, severity, image, simple, camera_dead, rng)
 
@@ -362,6 +420,8 @@ def corrupt_depth(
         "noise": depth_noise,
         "holes": depth_holes,
         "quantization": lambda d, s, _rng: depth_quantization(d, s),
+        "flying_pixels": depth_flying_pixels,
+        "band_loss": lambda d, s, r: depth_band_loss(d, s, ("top", "left")[int(r.integers(2))]),
     }
     return _dispatch("depth", kind, severity, depth, simple, depth_dead, rng)
 
@@ -382,15 +442,17 @@ def corrupt_lidar(
         "dropout": lidar_dropout,
         "range_noise": lidar_range_noise,
         "spurious": lidar_spurious,
+        "sector_gap": lambda p, s, r: lidar_sector_gap(p, s, float(r.uniform(-180.0, 180.0))),
+        "saturation": lambda p, s, _rng: lidar_saturation(p, s),
+        "ghosts": lidar_ghosts,
     }
     return _dispatch("lidar", kind, severity, points, simple, lidar_dead, rng)
 
 
 def _dispatch(modality, kind, severity, data, simple, dead, rng):
-    if kind not in CORRUPTIONS[modality]:
-        raise CorruptionError(
-            f"unknown {modality} corruption {kind!r}; known: {', '.join(CORRUPTIONS[modality])}"
-        )
+    known = (*CORRUPTIONS[modality], *REAL_WORLD_FAULTS[modality])
+    if kind not in known:
+        raise CorruptionError(f"unknown {modality} corruption {kind!r}; known: {', '.join(known)}")
     if kind == "dead":
         return data.copy() if _check_severity(severity) == 0 else dead(data)
     return simple[kind](data, severity, rng)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from adaptive_fusion.core.frames import CORRUPTIONS, Calibration, FrameSet, Objects
-from adaptive_fusion.sim.corruptions import corrupt
+from adaptive_fusion.sim.corruptions import REAL_WORLD_FAULTS, corrupt
 
 MIRROR_CAMERA = np.diag([-1.0, 1.0, 1.0, 1.0])  # camera x -> -x: image columns reversed
 MIRROR_LIDAR = np.diag([1.0, -1.0, 1.0, 1.0])  # lidar y -> -y: the world mirrored left-right
@@ -47,15 +47,18 @@ def mirror(frames: FrameSet) -> FrameSet:
 class CorruptionSampler:
     """Draws a corruption spec: each modality independently corrupted with `probability`, by a
     kind drawn uniformly (minus `held_out`, kept for evaluation) at a severity ~ U[min, 1];
-    scene fog with `fog_probability`."""
+    scene fog with `fog_probability`. With `real_world` the kinds include the real sensor faults
+    outside the world's family (sim/corruptions.REAL_WORLD_FAULTS)."""
 
     probability: float = 0.3
     fog_probability: float = 0.05
     min_severity: float = 0.1
     held_out: list[str] = field(default_factory=list)  # "modality:kind"
+    real_world: bool = False
 
     def kinds(self, modality: str) -> list[str]:
-        return [k for k in CORRUPTIONS[modality] if f"{modality}:{k}" not in self.held_out]
+        kinds = [*CORRUPTIONS[modality], *(REAL_WORLD_FAULTS[modality] if self.real_world else ())]
+        return [k for k in kinds if f"{modality}:{k}" not in self.held_out]
 
     def sample(self, rng: np.random.Generator) -> dict:
         spec: dict = {}
