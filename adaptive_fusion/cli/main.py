@@ -19,6 +19,7 @@ COMMANDS = (
     "demo",
     "train-controller",
     "train-gate",
+    "train-supernet",
     "record",
     "replay",
     "nuscenes",

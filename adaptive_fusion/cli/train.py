@@ -21,9 +21,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from adaptive_fusion.lab.training.config import load_config
+    from adaptive_fusion.lab.training.trainer import Trainer
+
+    return train_with(args, load_config, Trainer)
+
+
+def train_with(args: argparse.Namespace, load_config, trainer_class) -> int:
+    """The command's work for a trainer (Trainer or a subclass) and its config reader: shared
+    with train-supernet."""
     from adaptive_fusion.lab.training.cache import CacheError
-    from adaptive_fusion.lab.training.config import ConfigError, load_config
-    from adaptive_fusion.lab.training.trainer import ResumeError, Trainer
+    from adaptive_fusion.lab.training.config import ConfigError
+    from adaptive_fusion.lab.training.trainer import ResumeError
     from adaptive_fusion.model.checkpoint import CheckpointError
 
     try:
@@ -32,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             config.out_dir = args.out_dir
         if args.max_steps is not None:
             config.schedule.max_steps = args.max_steps
-        trainer = Trainer(config, resume=args.resume)
+        trainer = trainer_class(config, resume=args.resume)
     except (ConfigError, ResumeError, CacheError, CheckpointError) as error:
         print(f"error: {error}")
         return 2

@@ -24,16 +24,20 @@ def first_blocks(count: int) -> tuple[int, ...]:
 
 
 def normalise_allocation(
-    allocation: Mapping[str, int | Sequence[int]], modalities: Sequence[str], layers: int
+    allocation: Mapping[str, int | Sequence[int]], modalities: Sequence[str],
+    layers: int | Mapping[str, int],
 ) -> Allocation:
-    """Validate and canonicalise: counts become prefixes, block 0 is added to live modalities."""
+    """Validate and canonicalise: counts become prefixes, block 0 is added to live modalities.
+    layers: the blocks each modality has, one count for all or a count per modality (a
+    subnet's depths)."""
     result: Allocation = {}
     for name, blocks in allocation.items():
         if name not in modalities:
             raise AllocationError(f"unknown modality {name!r}; expected one of {list(modalities)}")
+        depth = layers if isinstance(layers, int) else layers[name]
         indices = first_blocks(blocks) if isinstance(blocks, int) else tuple(blocks)
-        if any(not 0 <= i < layers for i in indices):
-            raise AllocationError(f"{name}: block indices {indices} outside 0..{layers - 1}")
+        if any(not 0 <= i < depth for i in indices):
+            raise AllocationError(f"{name}: block indices {indices} outside 0..{depth - 1}")
         if indices:
             result[name] = tuple(sorted(set(indices) | {0}))
     return result

@@ -1,4 +1,9 @@
-"""Pre-norm transformer block (nanoGPT style, bidirectional): the unit a layer allocation skips."""
+"""Pre-norm transformer block (nanoGPT style, bidirectional): the unit a layer allocation skips.
+
+Elastic, as in once-for-all networks: a block can run its first `heads` attention heads and the
+first `hidden` units of its MLP by slicing its full weights (model/architecture.py), which
+computes proportionally less. At full size the slices are the whole weights, the same tensors,
+so the outputs are those of the plain layers bit for bit."""
 
 import torch
 import torch.nn.functional as F
@@ -31,12 +36,19 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, heads: int | None = None) -> torch.Tensor:
+        """Attention with the first `heads` heads (default all)."""
         batch, tokens, dim = x.shape
-        q, k, v = self.qkv(x).view(batch, tokens, 3, self.heads, dim // self.heads).unbind(2)
+        heads = self.heads if heads is None else heads
+        head_dim = dim // self.heads
+        inner = heads * head_dim
+        # The rows of q, k and v that make the first heads, and the columns of proj they feed.
+        weight = self.qkv.weight.view(3, dim, dim)[:, :inner].reshape(3 * inner, dim)
+        bias = self.qkv.bias.view(3, dim)[:, :inner].reshape(3 * inner)
+        q, k, v = F.linear(x, weight, bias).view(batch, tokens, 3, heads, head_dim).unbind(2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (batch, heads, tokens, head_dim)
-        out = attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
+        out = attention(q, k, v).transpose(1, 2).reshape(batch, tokens, inner)
+        return F.linear(out, self.proj.weight[:, :inner], self.proj.bias)
 
 
 class MLP(nn.Module):
@@ -45,8 +57,11 @@ class MLP(nn.Module):
         self.fc = nn.Linear(dim, ratio * dim)
         self.proj = nn.Linear(ratio * dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(F.gelu(self.fc(x)))
+    def forward(self, x: torch.Tensor, hidden: int | None = None) -> torch.Tensor:
+        """The MLP through its first `hidden` hidden units (default all)."""
+        hidden = self.fc.out_features if hidden is None else hidden
+        x = F.gelu(F.linear(x, self.fc.weight[:hidden], self.fc.bias[:hidden]))
+        return F.linear(x, self.proj.weight[:, :hidden], self.proj.bias)
 
 
 class Block(nn.Module):
@@ -57,6 +72,7 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = MLP(dim, mlp_ratio)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+    def forward(self, x: torch.Tensor, heads: int | None = None,
+                hidden: int | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), heads)
+        return x + self.mlp(self.norm2(x), hidden)

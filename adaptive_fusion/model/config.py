@@ -5,6 +5,10 @@ from dataclasses import asdict, dataclass, field
 
 from adaptive_fusion.core.frames import CLASSES, MODALITIES
 
+# The fusion operators (model/detector.py): "concat" concatenates a cell's modality tokens and
+# projects them linearly; "cross_attention" first lets them attend to each other (CellAttention).
+FUSIONS = ("concat", "cross_attention")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -38,6 +42,10 @@ class ModelConfig:
     max_depth: float = 80.0  # metres; inverse-depth normalisation and decoding range
     classes: tuple[str, ...] = CLASSES
     modalities: tuple[str, ...] = field(default=MODALITIES)
+    # The fusion operators the model can run (architecture.FUSIONS); a supernet adds
+    # "cross_attention", whose weights exist only then, so that a checkpoint without it loads
+    # strictly.
+    fusion_ops: tuple[str, ...] = ("concat",)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -58,6 +66,7 @@ class ModelConfig:
         data = asdict(self)
         data["classes"] = list(self.classes)
         data["modalities"] = list(self.modalities)
+        data["fusion_ops"] = list(self.fusion_ops)
         return data
 
     @classmethod
@@ -67,7 +76,7 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
         values = dict(data)
-        for key in ("classes", "modalities"):
+        for key in ("classes", "modalities", "fusion_ops"):
             if key in values:
                 values[key] = tuple(values[key])
         config = cls(**values)
@@ -96,3 +105,7 @@ class ModelConfig:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
         if self.layers < 1:
             raise ValueError("each modality needs at least one block (layer 0 always runs)")
+        if not self.fusion_ops or len(set(self.fusion_ops)) != len(self.fusion_ops) or not set(
+                self.fusion_ops) <= set(FUSIONS):
+            raise ValueError(f"fusion_ops {list(self.fusion_ops)} must be distinct operators "
+                             f"of {list(FUSIONS)}, at least one")

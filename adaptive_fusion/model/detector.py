@@ -2,10 +2,11 @@
 
 Per modality: a convolutional stem -> stack of `layers` blocks, of which an allocation picks the
 ones to run (the others are not computed at all). A modality that is missing contributes a learned
-"absent" token per cell instead. The three token maps are concatenated per grid cell, projected,
-passed through the fusion blocks, and a CenterNet-style head at twice the token resolution (with
-skip connections from the stems) predicts per head cell: class heatmap, sub-cell offset of the
-projected box centre, log camera depth of the centre, log size and yaw (sin, cos).
+"absent" token per cell instead. The three token maps are concatenated per grid cell (optionally
+after attending to each other there, CellAttention), projected, passed through the fusion blocks,
+and a CenterNet-style head at twice the token resolution (with skip connections from the stems)
+predicts per head cell: class heatmap, sub-cell offset of the projected box centre, log camera
+depth of the centre, log size and yaw (sin, cos).
 
 The log depth is predicted as a residual to a measured depth (nearest lidar return, else the depth
 camera): reading a metric value back out of deep token features is what the model learned slowest,
@@ -15,6 +16,10 @@ The cell's own nearest return is the occluder for most partly hidden objects, wh
 shows in a neighbouring cell or just behind the occluder's edge. One more channel,
 "depth_log_scale", is the log of the depth error the head expects (a Laplace scale on log depth),
 which decoding turns into a confidence.
+
+The model runs one subnet of its weights, its `architecture` (model/architecture.py: each
+modality's depth, MLP width, heads and token grid, and the fusion operator); by default the full
+one, today's detector.
 """
 
 import math
@@ -25,8 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
-from adaptive_fusion.model.allocation import full_allocation, normalise_allocation
-from adaptive_fusion.model.blocks import Block
+from adaptive_fusion.model.allocation import first_blocks, normalise_allocation
+from adaptive_fusion.model.architecture import Architecture, SearchSpace, StreamArchitecture
+from adaptive_fusion.model.blocks import Block, SelfAttention
 from adaptive_fusion.model.config import ModelConfig
 from adaptive_fusion.model.inputs import MIN_RANGE
 from adaptive_fusion.model.streams import SideBySideStreams, Units, drain
@@ -39,11 +45,13 @@ NO_MEASUREMENT = 2.0  # above any normalised depth (<= 1): marks raster pixels w
 
 
 class ModalityStream(nn.Module):
-    """Stem and block stack of one modality; runs only the blocks it is told to run."""
+    """Stem and block stack of one modality; runs only the blocks it is told to run, each in
+    the subnet `shape` gives (model/architecture.py)."""
 
     def __init__(self, config: ModelConfig, stem: nn.Module):
         super().__init__()
         self.stem = stem
+        self.grid = config.grid
         self.embed = nn.Parameter(torch.zeros(1, config.tokens, config.dim))
         self.blocks = nn.ModuleList(
             Block(config.dim, config.heads, config.mlp_ratio) for _ in range(config.layers)
@@ -54,29 +62,91 @@ class ModalityStream(nn.Module):
         nn.init.normal_(self.absent, std=0.02)
 
     def forward(
-        self, raster: torch.Tensor, blocks: Sequence[int], gates: torch.Tensor | None = None
+        self, raster: torch.Tensor, blocks: Sequence[int], shape: StreamArchitecture,
+        gates: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (stem features at the head grid, tokens). With `gates` (B, layers), every
-        block is computed and its update scaled per sample (for training a controller through
-        the frozen model); without, only `blocks` run."""
+        block of the shape's depth is computed and its update scaled per sample (for training a
+        controller through the frozen model); without, only `blocks` run."""
         if gates is None:
-            return drain(self.units(raster, blocks))
-        features, x = self.stem(raster)
-        x = x + self.embed
-        for index, block in enumerate(self.blocks):
-            x = x + gates[:, index].view(-1, 1, 1) * (block(x) - x)
-        return features, self.norm(x)
+            return drain(self.units(raster, blocks, shape))
+        features, grid_tokens = self.stem(raster)
+        grid_tokens = grid_tokens + self.embed
+        x = start = pool_tokens(grid_tokens, self.grid, shape.token_pool)
+        for index, block in enumerate(self.blocks[: shape.depth]):
+            x = x + gates[:, index].view(-1, 1, 1) * (block(x, shape.heads, shape.mlp_hidden) - x)
+        return features, self.norm(unpool_tokens(grid_tokens, start, x, self.grid,
+                                                 shape.token_pool))
 
-    def units(self, raster: torch.Tensor, blocks: Sequence[int]) -> Units:
+    def units(self, raster: torch.Tensor, blocks: Sequence[int],
+              shape: StreamArchitecture) -> Units:
         """forward without gates one unit at a time: the stem, then each block (a yield
         between them), returning (stem features, tokens); streams.py runs several side by
         side."""
-        features, x = self.stem(raster)
-        x = x + self.embed
+        features, grid_tokens = self.stem(raster)
+        grid_tokens = grid_tokens + self.embed
+        x = start = pool_tokens(grid_tokens, self.grid, shape.token_pool)
         for index in blocks:
             yield
-            x = self.blocks[index](x)
-        return features, self.norm(x)
+            x = self.blocks[index](x, shape.heads, shape.mlp_hidden)
+        return features, self.norm(unpool_tokens(grid_tokens, start, x, self.grid,
+                                                 shape.token_pool))
+
+
+def pool_tokens(x: torch.Tensor, grid: tuple[int, int], factor: int) -> torch.Tensor:
+    """Tokens (B, rows * cols, dim) averaged over factor x factor cells (a partial window at an
+    odd edge averages the cells it has): (B, ceil(rows/f) * ceil(cols/f), dim). The blocks'
+    attention then costs about 1/f**4 and the rest 1/f**2."""
+    if factor == 1:
+        return x
+    batch, _, dim = x.shape
+    pooled = F.avg_pool2d(x.transpose(1, 2).reshape(batch, dim, *grid), factor,
+                          ceil_mode=True)
+    return pooled.flatten(2).transpose(1, 2)
+
+
+def unpool_tokens(grid_tokens: torch.Tensor, start: torch.Tensor, x: torch.Tensor,
+                  grid: tuple[int, int], factor: int) -> torch.Tensor:
+    """The blocks' result back on the full grid: what they added to the pooled tokens (x -
+    start), repeated over each pooled cell's factor x factor cells, added to the unpooled
+    tokens. Only the update is coarse: each cell keeps its own stem token, which a far
+    object a few pixels tall needs."""
+    if factor == 1:
+        return x
+    rows, cols = grid
+    batch, _, dim = x.shape
+    pooled_rows, pooled_cols = -(-rows // factor), -(-cols // factor)
+    update = ((x - start).view(batch, pooled_rows, 1, pooled_cols, 1, dim)
+              .expand(batch, pooled_rows, factor, pooled_cols, factor, dim)
+              .reshape(batch, pooled_rows * factor, pooled_cols * factor, dim))
+    return grid_tokens + update[:, :rows, :cols].reshape(batch, rows * cols, dim)
+
+
+class CellAttention(nn.Module):
+    """The "cross_attention" fusion: at each token grid cell, the modalities' tokens attend to
+    each other (one pre-norm attention over M tokens, the cell's batch of sequences), then
+    concat + linear as in "concat". Per cell, not queries of one modality over another's whole
+    grid: the modalities are registered on the same image plane, so what a cell needs from the
+    others is at the same cell, and M x M attention per cell costs a small fraction of one
+    block (no attention over hundreds of tokens). What concat + linear cannot do and this can:
+    weigh a modality by its content at that cell (a fogged camera cell, a lidar sector with
+    no returns), not with fixed weights. The output projection starts at zero, so a supernet
+    initialised from a concat model starts from the same outputs."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.attn = SelfAttention(dim, heads)
+        nn.init.zeros_(self.attn.proj.weight)
+        nn.init.zeros_(self.attn.proj.bias)
+
+    def forward(self, tokens: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Modality tokens, each (B, cells, dim) -> (B, cells, M * dim), concatenated per cell
+        in the given order."""
+        batch, cells, dim = tokens[0].shape
+        x = torch.stack(tokens, 2).view(batch * cells, len(tokens), dim)
+        x = x + self.attn(self.norm(x))
+        return x.view(batch, cells, len(tokens) * dim)
 
 
 class DetectionHead(nn.Module):
@@ -222,12 +292,27 @@ class AdaptiveFusionDetector(nn.Module):
         self.streams = nn.ModuleDict(
             {name: ModalityStream(config, stems[name]) for name in config.modalities}
         )
+        # Only a model whose config offers the cross-attention fusion has its weights.
+        self.cell_attention = (CellAttention(config.dim, config.heads)
+                               if "cross_attention" in config.fusion_ops else None)
         self.fuse = nn.Linear(len(config.modalities) * config.dim, config.dim)
         self.norm = nn.LayerNorm(config.dim)
         self.head = DetectionHead(config)
         # Set to a runner (streams.py) to run the modality streams side by side where that
         # applies (_side_by_side_applies); FusionPipeline sets it frame by frame.
         self.side_by_side: SideBySideStreams | None = None
+        self.architecture = SearchSpace.of(config).full()
+
+    def use_architecture(self, architecture: Architecture) -> None:
+        """Run the subnet `architecture` from now on (model/architecture.py); an allocation
+        then picks among the first `depth` blocks of each modality."""
+        SearchSpace.of(self.config).validate(architecture)
+        self.architecture = architecture
+
+    @property
+    def depths(self) -> dict[str, int]:
+        """Blocks each modality has in the architecture in use."""
+        return {name: stream.depth for name, stream in self.architecture.streams.items()}
 
     def forward(
         self,
@@ -238,7 +323,8 @@ class AdaptiveFusionDetector(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Run the detector on rasters (modality -> (B, C, h, w)); missing keys are absent.
 
-        allocation: modality -> block indices or count (default: all blocks of every modality);
+        allocation: modality -> block indices or count (default: every block of every modality
+            in the architecture in use, use_architecture);
             a modality left out of it or given no blocks is treated as absent.
         present: optional modality -> (B,) bool or float weight in [0, 1]. False replaces that
             sample's modality by the absent token (per-sample modality dropout in training; costs
@@ -263,16 +349,16 @@ class AdaptiveFusionDetector(nn.Module):
         """The first half of `forward`: modality -> (stem features, tokens) of every modality
         that has a raster and blocks. Public so that several presence patterns can be fused
         from one run of the streams (fuse_streams)."""
-        config = self.config
+        depths, shapes = self.depths, self.architecture.streams
         if allocation is None:
-            allocation = full_allocation(config.modalities, config.layers)
-        allocation = normalise_allocation(allocation, config.modalities, config.layers)
+            allocation = {name: first_blocks(depth) for name, depth in depths.items()}
+        allocation = normalise_allocation(allocation, self.config.modalities, depths)
         running = [name for name in self.streams if name in rasters and name in allocation]
         if self._side_by_side_applies(rasters, running, gates):
             return self.side_by_side.run({
-                name: self.streams[name].units(rasters[name], allocation[name])
+                name: self.streams[name].units(rasters[name], allocation[name], shapes[name])
                 for name in running})
-        return {name: self.streams[name](rasters[name], allocation[name],
+        return {name: self.streams[name](rasters[name], allocation[name], shapes[name],
                                          None if gates is None else gates.get(name))
                 for name in running}
 
@@ -312,7 +398,11 @@ class AdaptiveFusionDetector(nn.Module):
             tokens.append(x)
             features.append(feature)
             live[name] = keep
-        return self.head_from_fused(self.fuse(torch.cat(tokens, dim=-1)), features, rasters, live)
+        if self.architecture.fusion == "cross_attention":
+            cells = self.cell_attention(tokens)
+        else:
+            cells = torch.cat(tokens, dim=-1)
+        return self.head_from_fused(self.fuse(cells), features, rasters, live)
 
     def head_from_fused(
         self, x: torch.Tensor, features: Sequence[torch.Tensor | None],

@@ -109,8 +109,10 @@ def read_config(cls, path: str | Path, what: str):
     return _build(cls, values, "")
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    config = read_config(TrainConfig, path, "training")
+def load_config(path: str | Path, cls: type[TrainConfig] = TrainConfig,
+                what: str = "training") -> TrainConfig:
+    """A training config (of `cls`, TrainConfig or a subclass), checked."""
+    config = read_config(cls, path, what)
     config.model_config()  # validate early
     try:
         check_bf16_setting(config.bf16, str(path))

@@ -22,11 +22,12 @@ from adaptive_fusion.lab.training.config import OptimiserConfig, TrainConfig, co
 from adaptive_fusion.lab.training.data import FrameDataset, epoch_batches, split_batch
 from adaptive_fusion.lab.training.loss import training_loss
 from adaptive_fusion.lab.training.precision import use_bf16
+from adaptive_fusion.lab.training.state import load_state, save_state
 from adaptive_fusion.model.checkpoint import load_checkpoint, save_checkpoint
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.sim.config import WorldConfig
 
-STATE_FILE = "last_state.pt"
+STATE_FILE = "last_state.json"  # with last_state.safetensors (training/state.py)
 
 
 class ResumeError(ValueError):
@@ -108,7 +109,7 @@ def restore_training_state(out: Path, document: dict, config, optimizer, schedul
     if saved != run_identity(config_to_dict(config)):
         raise ResumeError(f"{out} was trained with a different config; "
                           "resume only with the same file (or start a new out_dir)")
-    state = torch.load(out / STATE_FILE, weights_only=True, map_location="cpu")
+    state = load_state(out / STATE_FILE)
     optimizer.load_state_dict(state.pop("optimizer"))
     scheduler.load_state_dict(state.pop("scheduler"))
     return Progress(**state.pop("progress")), state
@@ -117,12 +118,10 @@ def restore_training_state(out: Path, document: dict, config, optimizer, schedul
 def save_training_state(out: Path, optimizer, scheduler, progress: Progress,
                         extra: dict | None = None) -> None:
     """Optimiser, schedule, progress and `extra` next to the "last" checkpoint, written
-    atomically."""
+    atomically, without pickle (training/state.py)."""
     state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "progress": asdict(progress), **(extra or {})}
-    partial = out / (STATE_FILE + ".tmp")
-    torch.save(state, partial)
-    partial.rename(out / STATE_FILE)
+    save_state(out / STATE_FILE, state)
 
 
 class EpochLoop:
@@ -253,17 +252,28 @@ class Trainer(EpochLoop):
             save_training_state(self.out, self.optimizer, self.scheduler, self.progress, extra)
 
     def validate(self) -> dict:
+        """Validation metrics of each of validation_settings, by its name."""
         self.shipped.eval()
         frames = [load_frames(f) for f in self.val_files]
+        metrics = {name: self.score(frames, setting)
+                   for name, setting in self.validation_settings().items()}
+        self.model.train()
+        return metrics
+
+    def validation_settings(self) -> dict:
+        """What validation scores, by metric name: here allocations (None: every block)."""
         layers = self.model_config.layers
-        allocations = {
+        return {
             "val_full_depth": None,
             "val_quarter_depth": {m: max(1, layers // 4) for m in self.model_config.modalities},
         }
-        metrics = {name: score_frames(self.shipped, frames, allocation).to_dict()
-                   for name, allocation in allocations.items()}
-        self.model.train()
-        return metrics
+
+    def score(self, frames: list, allocation) -> dict:
+        return score_frames(self.shipped, frames, allocation).to_dict()
+
+    def best_score(self, metrics: dict) -> float:
+        """The validation score that picks the "best" checkpoint."""
+        return metrics["val_full_depth"]["mAP"] or 0.0
 
     @property
     def trained(self) -> torch.nn.Module:
@@ -293,7 +303,7 @@ class Trainer(EpochLoop):
         if not self.context.is_main:
             return {}
         metrics = self.validate()
-        val_map = metrics["val_full_depth"]["mAP"] or 0.0
+        val_map = self.best_score(metrics)
         tqdm.write(f"epoch {self.progress.epoch}: val mAP {val_map:.4f}")
         if val_map > self.progress.best_map:
             self.progress.best_map = val_map
@@ -308,16 +318,10 @@ class Trainer(EpochLoop):
         # Same block allocation on every rank (seeded by step); modality dropout per rank.
         shared = np.random.default_rng([config.seed, progress.step])
         local = np.random.default_rng([config.seed, progress.step, self.context.rank])
-        drop = config.schedule.layerdrop
-        allocation = drop.allocation(epoch, self.model_config.modalities,
-                                     self.model_config.layers, shared)
-        present = {k: v.to(device) for k, v in drop.present(
+        present = {k: v.to(device) for k, v in config.schedule.layerdrop.present(
             len(targets["mask"]), self.model_config.modalities, local).items()}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            outputs = self.network(rasters, allocation, present)
-        losses = training_loss({k: v.float() for k, v in outputs.items()}, targets)
         self.optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
+        losses = self.backward(rasters, targets, present, epoch, shared)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.optimiser.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
@@ -325,7 +329,23 @@ class Trainer(EpochLoop):
             self.average.update_parameters(self.model)
         progress.step += 1
         progress.batch_in_epoch += 1
+        return losses
+
+    def backward(self, rasters: dict, targets: dict, present: dict, epoch: float,
+                 rng: np.random.Generator) -> dict[str, float]:
+        """The step's gradients, under a LayerDrop allocation drawn from rng; its losses."""
+        allocation = self.config.schedule.layerdrop.allocation(
+            epoch, self.model_config.modalities, self.model_config.layers, rng)
+        losses = self.loss(rasters, targets, allocation, present)
+        losses["loss"].backward()
         return {name: value.item() for name, value in losses.items()}
+
+    def loss(self, rasters: dict, targets: dict, allocation: dict,
+             present: dict) -> dict[str, torch.Tensor]:
+        """The training losses of one forward pass of the network."""
+        with torch.autocast(self.context.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            outputs = self.network(rasters, allocation, present)
+        return training_loss({k: v.float() for k, v in outputs.items()}, targets)
 
     def close(self) -> None:
         distributed.teardown(self.context)
