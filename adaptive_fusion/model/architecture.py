@@ -54,6 +54,11 @@ class Architecture:
     def __hash__(self) -> int:
         return hash((tuple(self.streams.items()), self.fusion))
 
+    def __reduce__(self):
+        """Copies (a model's deepcopy, as AveragedModel makes) rebuild it from a plain dict:
+        the read-only mapping itself cannot be copied."""
+        return Architecture, (dict(self.streams), self.fusion)
+
     def to_dict(self) -> dict:
         return {"format": FORMAT, "version": FORMAT_VERSION, "fusion": self.fusion,
                 "streams": {name: {f.name: getattr(stream, f.name)
