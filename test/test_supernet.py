@@ -99,17 +99,25 @@ def test_full_architecture_is_todays_shipped_model_bit_for_bit(monkeypatch):
     model, _ = load_checkpoint()
     assert model.cell_attention is None  # the shipped checkpoint loaded strictly, as it was
     inputs = rasters(model.config, 2)
-    allocations = (None, {"camera": (0, 3), "depth": 1, "lidar": (0, 1, 7)})
+    generator = torch.Generator().manual_seed(1)
+    gates = {m: torch.rand(2, model.config.layers, generator=generator)
+             for m in model.config.modalities}
+    settings = ((None, None), ({"camera": (0, 3), "depth": 1, "lidar": (0, 1, 7)}, None),
+                (None, gates))
+
+    def run_all() -> list[dict]:
+        return [model(inputs, allocation, None, gate) for allocation, gate in settings]
+
     with torch.no_grad():
-        ours = [model(inputs, allocation) for allocation in allocations]
+        ours = run_all()
         model.use_architecture(SearchSpace.of(model.config).full())
-        explicit = [model(inputs, allocation) for allocation in allocations]
+        explicit = run_all()
         with monkeypatch.context() as patch:
             patch.setattr(SelfAttention, "forward", plain_attention)
             patch.setattr(MLP, "forward", lambda self, x: self.proj(F.gelu(self.fc(x))))
             patch.setattr(Block, "forward", lambda self, x, heads=None, hidden=None: (
                 lambda y: y + self.mlp(self.norm2(y)))(x + self.attn(self.norm1(x))))
-            today = [model(inputs, allocation) for allocation in allocations]
+            today = run_all()
     for a, b, c in zip(ours, explicit, today, strict=True):
         for key in a:
             assert torch.equal(a[key], b[key]) and torch.equal(a[key], c[key]), key
@@ -144,6 +152,23 @@ def test_flops_fall_as_the_architecture_shrinks():
     model.use_architecture(space.smallest())
     with torch.no_grad():
         assert count_flops(lambda: model(inputs)) < 0.2 * full
+
+
+def test_a_narrow_block_reads_only_its_first_heads_and_hidden_units():
+    torch.manual_seed(0)
+    block = Block(dim=32, heads=4, mlp_ratio=2)
+    x = torch.randn(2, 10, 32)
+    with torch.no_grad():
+        narrow = block(x, heads=2, hidden=16)
+        qkv = block.attn.qkv.weight.view(3, 4, 8, 32)  # (q/k/v, head, head_dim, dim)
+        qkv[:, 2:] += 1.0  # heads 2 and 3
+        block.attn.proj.weight[:, 16:] += 1.0
+        block.mlp.fc.weight[16:] += 1.0
+        block.mlp.proj.weight[:, 16:] += 1.0
+        assert torch.equal(block(x, heads=2, hidden=16), narrow)
+        assert not torch.equal(block(x), block(x, heads=2, hidden=16))
+        qkv[1, 0] += 1.0  # the keys of head 0
+        assert not torch.equal(block(x, heads=2, hidden=16), narrow)
 
 
 def every_choice(space: SearchSpace) -> list[Architecture]:
