@@ -26,7 +26,6 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
 import torch  # noqa: E402
-from load import start_busy_core  # noqa: E402  (bench/load.py)
 from rclpy.context import Context  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
@@ -48,6 +47,7 @@ from adaptive_fusion.ros.spin import spinning  # noqa: E402
 from adaptive_fusion.runtime import FusionPipeline, SensorFrame  # noqa: E402
 from adaptive_fusion.runtime.scheduling import STREAM_SCHEDULING  # noqa: E402
 from adaptive_fusion.sim import World, WorldConfig  # noqa: E402
+from adaptive_fusion.sim.load import start_busy_core  # noqa: E402
 from adaptive_fusion.sim.rig import fusion_node_parameters  # noqa: E402
 from adaptive_fusion.sim.sensors_node import camera_info_msg  # noqa: E402
 

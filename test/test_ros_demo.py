@@ -19,7 +19,9 @@ from adaptive_fusion.ros.bags import read_messages
 SCENARIO = """
 events:
   - {at: 5.0, corrupt: {camera: [noise, 1.0]}}
+  - {at: 5.0, latency_budget: 900}
   - {at: 6.5, kill: lidar}
+  - {at: 7.0, busy_cores: 1}
 """
 
 
@@ -52,6 +54,8 @@ def test_demo_follows_the_scenario(tmp_path):
     assert last["quality_camera"] < 0.5  # noise from t = 5 s
     assert last["layers_lidar"] == 0 and last["quality_lidar"] is None  # dead from 6.5 s
     assert last["latency_ms"] > 0
+    # sim_sensors set fusion_node's deadline through its parameter service at 5 s
+    assert first["deadline_ms"] in (0, None) and last["deadline_ms"] == 900
     assert plot.stat().st_size > 10_000
     # with no profile of the user's, both processes ran on the shipped one
     assert report["profile"] == str(transport.profile_path())

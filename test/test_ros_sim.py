@@ -30,6 +30,8 @@ events:
   - {at: 1.5, corrupt: {camera: [dead, 1.0]}}
   - {at: 1.5, budget: 0.3}
   - {at: 1.5, kill: lidar}
+  - {at: 1.5, latency_budget: 42}
+  - {at: 1.5, busy_cores: 1}
 """
 
 
@@ -53,6 +55,9 @@ def recorded(tmp_path_factory):
         ],
     )
     probe = rclpy.create_node("sim_probe", context=context)
+    # stands in for fusion_node: the scenario's latency_budget sets its parameter
+    target = rclpy.create_node("fusion_node", context=context)
+    target.declare_parameter("latency_budget_ms", 0.0)
     log: dict[str, list] = {k: [] for k in ("image", "info", "depth", "cloud", "truth", "budget")}
     for key, msg_type, topic, qos in (
         ("image", Image, "camera/image_raw", SENSOR_QOS),
@@ -66,10 +71,14 @@ def recorded(tmp_path_factory):
             msg_type, topic, lambda msg, key=key: log[key].append((time.monotonic(), msg)), qos
         )
     start = time.monotonic()
-    with spinning(context, (sim, probe)):
+    with spinning(context, (sim, probe, target)):
         time.sleep(3.2)
+        busy = [(process, process.is_alive()) for process in sim.busy]
+    log["latency_budget_ms"] = target.get_parameter("latency_budget_ms").value
     sim.destroy_node()
+    log["busy"] = [(alive, process.is_alive()) for process, alive in busy]
     probe.destroy_node()
+    target.destroy_node()
     rclpy.shutdown(context=context)
     return start, log
 
@@ -116,3 +125,6 @@ def test_scenario_events_happen_on_time(recorded):
     assert log["budget"][0][0] > event - 0.2
     clouds = [t for t, _ in log["cloud"]]
     assert min(clouds) < event - 0.5 and max(clouds) < event + 0.5  # the lidar stopped
+    assert log["latency_budget_ms"] == 42.0  # set on the node named by `fusion_node`
+    # one busy process while the scenario ran, none left once sim_sensors is gone
+    assert log["busy"] == [(True, False)]

@@ -184,20 +184,30 @@ def test_scenario_file(tmp_path):
         "  - {at: 1.0, corrupt: {camera: [fog, 0.8], depth: [none, 0]}}\n"
         "  - {at: 3.0, kill: lidar}\n"
         "  - {at: 4.0, revive: lidar}\n"
+        "  - {at: 5.0, latency_budget: 45}\n"
+        "  - {at: 6.0, busy_cores: 1}\n"
+        "  - {at: 7.0, busy_cores: 0}\n"
     )
     scenario = Scenario.load(path)
     assert [e.action for e in scenario.due(1.5)] == ["corrupt", "corrupt"]
     assert scenario.due(1.5) == []
     assert [(e.action, e.value) for e in scenario.due(2.0)] == [("budget", 0.25)]
-    assert [e.modality for e in scenario.due(10)] == ["lidar", "lidar"] and scenario.finished
+    assert [e.modality for e in scenario.due(4)] == ["lidar", "lidar"]
+    assert [(e.action, e.value) for e in scenario.due(10)] == [
+        ("latency_budget", 45.0), ("busy_cores", 1.0), ("busy_cores", 0.0)]
+    assert scenario.finished
     assert [e.label for e in scenario.events] == [
-        "camera fog 0.8", "depth clear", "budget 0.25", "kill lidar", "revive lidar"]
+        "camera fog 0.8", "depth clear", "budget 0.25", "kill lidar", "revive lidar",
+        "deadline 45 ms", "1 core(s) busy", "cores free"]
     for bad in (
         "events:\n  - {at: 1, corrupt: {camera: [banana, 0.5]}}\n",
         "events:\n  - {at: 1, corrupt: {camera: [fog, 2]}}\n",
         "events:\n  - {at: 1, budget: 0}\n",
         "events:\n  - {at: 1, kill: radar}\n",
         "events:\n  - {at: 1, budget: 0.5, kill: lidar}\n",
+        "events:\n  - {at: 1, latency_budget: -5}\n",
+        "events:\n  - {at: 1, busy_cores: 1.5}\n",
+        "events:\n  - {at: 1, busy_cores: true}\n",
         "nothing: here\n",
     ):
         path.write_text(bad)

@@ -39,7 +39,7 @@ def format_row(row: dict) -> str:
 
 def plot_timeline(rows: list[dict], events, path: str) -> None:
     """Four stacked panels against time: layers, quality, latency (with the deadline, if any),
-    running mAP; a dotted line at each scenario event."""
+    running mAP; a dotted line at each scenario event, a shaded span while cores are busy."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -69,6 +69,17 @@ def plot_timeline(rows: list[dict], events, path: str) -> None:
     budget_axis.plot(t, [row["budget"] for row in rows], "k:", label="budget")
     budget_axis.set_ylim(0, 1.05)
     budget_axis.set_ylabel("compute budget")
+    busy_since = None  # shade the spans where other processes held cores
+    for event in [*events, None]:
+        if event is not None and event.action != "busy_cores":
+            continue
+        end = t[-1] if event is None else event.at
+        if busy_since is not None:
+            for axis in axes:
+                axis.axvspan(busy_since, end, color="tab:red", alpha=0.08, linewidth=0)
+            busy_since = None
+        if event is not None and event.value:
+            busy_since = event.at
     labels: dict[float, list[str]] = {}  # events at one time share a line and a label
     for event in events:
         labels.setdefault(event.at, []).append(event.label)

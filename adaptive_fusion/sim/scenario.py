@@ -5,6 +5,9 @@ events:
   - {at: 4.0, budget: 0.25}                    # published on compute_budget
   - {at: 6.0, kill: lidar}                     # the sensor stops publishing
   - {at: 8.0, revive: lidar}
+  - {at: 10.0, latency_budget: 60}             # fusion_node's latency_budget_ms (0 = none)
+  - {at: 12.0, busy_cores: 1}                  # other processes spinning on that many cores
+  - {at: 16.0, busy_cores: 0}
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from adaptive_fusion.core.errors import BudgetError, check_fraction
 from adaptive_fusion.core.frames import MODALITIES
 from adaptive_fusion.sim.moving_world import corruption_kinds
 
-ACTIONS = ("corrupt", "budget", "kill", "revive")
+ACTIONS = ("corrupt", "budget", "kill", "revive", "latency_budget", "busy_cores")
+MAX_LATENCY_BUDGET_MS = 10_000.0
+MAX_BUSY_CORES = 64
 
 
 class ScenarioError(ValueError):
@@ -31,13 +36,17 @@ class Event:
     action: str
     modality: str | None = None
     kind: str | None = None
-    value: float | None = None  # severity or budget
+    value: float | None = None  # severity, budget, milliseconds or cores
 
     @property
     def label(self) -> str:
         """Short text for a plot: "camera fog 0.8", "camera clear", "budget 0.25", "kill lidar"."""
         if self.action == "budget":
             return f"budget {self.value:g}"
+        if self.action == "latency_budget":
+            return f"deadline {self.value:g} ms" if self.value else "no deadline"
+        if self.action == "busy_cores":
+            return f"{self.value:g} core(s) busy" if self.value else "cores free"
         if self.action == "corrupt":
             return (f"{self.modality} clear" if self.kind == "none"
                     else f"{self.modality} {self.kind} {self.value:g}")
@@ -60,6 +69,18 @@ def parse_event(entry: dict, index: int) -> list[Event]:
             return [Event(float(at), action, value=check_fraction(value))]
         except (BudgetError, TypeError, ValueError) as error:
             raise ScenarioError(f"{where}: {error}") from error
+    if action == "latency_budget":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                0 <= value <= MAX_LATENCY_BUDGET_MS):
+            raise ScenarioError(f"{where}: latency_budget must be milliseconds in "
+                                f"[0, {MAX_LATENCY_BUDGET_MS:g}] (0 = none), got {value!r}")
+        return [Event(float(at), action, value=float(value))]
+    if action == "busy_cores":
+        if isinstance(value, bool) or not isinstance(value, int) or not (
+                0 <= value <= MAX_BUSY_CORES):
+            raise ScenarioError(f"{where}: busy_cores must be a whole number in "
+                                f"[0, {MAX_BUSY_CORES}], got {value!r}")
+        return [Event(float(at), action, value=float(value))]
     if action in ("kill", "revive"):
         _check_modality(value, where)
         return [Event(float(at), action, modality=value)]

@@ -21,6 +21,7 @@ from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Float32, Header
 from vision_msgs.msg import Detection3DArray
@@ -39,6 +40,7 @@ from adaptive_fusion.ros.qos import LATCHED_QOS, RESULTS_QOS, SENSOR_QOS
 from adaptive_fusion.ros.spin import init_for_main, spin_until_shutdown
 from adaptive_fusion.ros.topics import GROUND_TRUTH, INPUTS
 from adaptive_fusion.sim import World, WorldConfig
+from adaptive_fusion.sim.load import start_busy_core
 from adaptive_fusion.sim.moving_world import CLEAN, MovingWorld, corruption_kinds
 from adaptive_fusion.sim.scenario import Scenario, ScenarioError
 
@@ -54,8 +56,10 @@ PARAMETERS = (
     Spec("camera_frame_id", "camera_optical_frame", "frame of camera, depth, camera_info",
          read_only=True),
     Spec("lidar_frame_id", "lidar", "frame of the cloud and the ground truth", read_only=True),
-    Spec("scenario", "", "YAML file of timed events (corrupt, budget, kill, revive); '' none",
-         read_only=True),
+    Spec("scenario", "", "YAML file of timed events (corrupt, budget, kill, revive, "
+         "latency_budget, busy_cores); '' none", read_only=True),
+    Spec("fusion_node", "fusion_node", "node whose latency_budget_ms a scenario's latency_budget "
+         "sets", read_only=True),
     *(
         spec
         for m in MODALITIES
@@ -86,6 +90,9 @@ def camera_info_msg(world: World, header: Header) -> CameraInfo:
     )
 
 
+BUSY_LIMIT_S = 600.0  # a busy process ends by itself even if sim_sensors is killed
+
+
 class SimSensors(Node):
     def __init__(self, **kwargs):
         super().__init__("sim_sensors", **kwargs)
@@ -111,6 +118,8 @@ class SimSensors(Node):
         self.create_timer(1.0 / self.lidar_rate, self._lidar_tick)
         self.scenario = Scenario.load(param("scenario")) if param("scenario") else None
         self.scenario_start = None
+        self.busy: list = []  # the processes of a scenario's busy_cores
+        self.fusion_parameters = AsyncParameterClient(self, param("fusion_node"))
         if self.scenario is not None:
             # when the scenario's clock started (latched), so that others can align to it
             self.pub_scenario_start = self.create_publisher(Header, "~/scenario_start",
@@ -194,6 +203,10 @@ class SimSensors(Node):
             self.get_logger().info(f"scenario t={event.at:.1f}s: {event}")
             if event.action == "budget":
                 self.pub_budget.publish(Float32(data=float(event.value)))
+            elif event.action == "latency_budget":
+                self._set_latency_budget(event.value)
+            elif event.action == "busy_cores":
+                self._keep_cores_busy(int(event.value))
             elif event.action in ("kill", "revive"):
                 self.set_parameters(
                     [Parameter(f"{event.modality}.enabled", value=event.action == "revive")]
@@ -205,6 +218,39 @@ class SimSensors(Node):
                         Parameter(f"{event.modality}.severity", value=event.value),
                     ]
                 )
+
+
+    def _set_latency_budget(self, ms: float) -> None:
+        """Ask fusion_node (the `fusion_node` parameter names it) for this deadline; a refusal
+        or a missing node is logged, the scenario goes on."""
+        name = self._param("fusion_node")
+        if not self.fusion_parameters.services_are_ready():
+            self.get_logger().warning(f"scenario: no parameter service of {name}; "
+                                      f"latency_budget {ms:g} ms not set")
+            return
+        future = self.fusion_parameters.set_parameters(
+            [Parameter("latency_budget_ms", value=float(ms))])
+        future.add_done_callback(lambda done: self._report_set(done, name, ms))
+
+    def _report_set(self, future, name: str, ms: float) -> None:
+        result = future.result()
+        refused = [r.reason for r in (result.results if result else []) if not r.successful]
+        if result is None or refused:
+            self.get_logger().warning(f"scenario: {name} refused latency_budget_ms {ms:g}: "
+                                      f"{'; '.join(refused) or 'no answer'}")
+
+    def _keep_cores_busy(self, cores: int) -> None:
+        """Exactly `cores` other processes spinning, each for at most BUSY_LIMIT_S."""
+        while len(self.busy) > cores:
+            process = self.busy.pop()
+            process.terminate()
+            process.join()
+        while len(self.busy) < cores:
+            self.busy.append(start_busy_core(BUSY_LIMIT_S))
+
+    def destroy_node(self) -> None:
+        self._keep_cores_busy(0)
+        super().destroy_node()
 
 
 def main(args=None) -> int:
