@@ -20,6 +20,7 @@ COMMANDS = (
     "train-controller",
     "train-gate",
     "train-supernet",
+    "search",
     "record",
     "replay",
     "nuscenes",

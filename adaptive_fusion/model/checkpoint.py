@@ -58,6 +58,14 @@ def read_json(path: str | Path, error: type[Exception], what: str) -> dict:
         raise error(f"{path} is not valid JSON: {cause}") from cause
 
 
+def write_json(path: str | Path, document: dict) -> Path:
+    """`document` as indented JSON at `path`, its directory made where missing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
+
+
 def read_metadata(path: str | Path) -> dict:
     _, json_path = checkpoint_paths(path)
     if not json_path.is_file():

@@ -9,7 +9,6 @@ first and leaves the remainder to the blocks.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -21,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from adaptive_fusion.core.errors import check_fraction
-from adaptive_fusion.model.checkpoint import read_json
+from adaptive_fusion.model.checkpoint import read_json, write_json
 from adaptive_fusion.model.coding import decode
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.model.flops import count_flops
@@ -103,10 +102,7 @@ class CostTable:
         return cls(unit=d["unit"], block=d["block"], fixed=d["fixed"])
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> CostTable:

@@ -39,14 +39,18 @@ class AllocationPolicy(Protocol):
 
 
 class _PolicyBase:
-    def __init__(self, modalities: Sequence[str], layers: int):
+    def __init__(self, modalities: Sequence[str], layers: int | Mapping[str, int]):
+        """layers: the blocks each modality has, one count for all or a count per modality
+        (the depths of the subnet a model runs, model/architecture.py)."""
         self.modalities = tuple(modalities)
-        self.layers = layers
+        self.depths = (dict.fromkeys(self.modalities, layers) if isinstance(layers, int)
+                       else {name: layers[name] for name in self.modalities})
 
 
 class EqualSplitPolicy(_PolicyBase):
     """ADMN's "naive allocation": every modality of the model gets the same share of the total,
-    whatever its quality. A dead modality's share is not handed to the others."""
+    whatever its quality: the same fraction of its own stack (of a subnet's depths, which may
+    differ). A dead modality's share is not handed to the others."""
 
     name = "equal_split"
 
@@ -54,8 +58,9 @@ class EqualSplitPolicy(_PolicyBase):
         self, quality: Mapping[str, float], live: Sequence[str], total_blocks: int,
         inputs: ModelInputs | None = None,
     ) -> Allocation:
-        share = min(self.layers, max(1, total_blocks // len(self.modalities)))
-        return {name: first_blocks(share) for name in self.modalities if name in live}
+        full = sum(self.depths.values())
+        return {name: first_blocks(min(depth, max(1, total_blocks * depth // full)))
+                for name, depth in self.depths.items() if name in live}
 
 
 class QualityWeightedPolicy(_PolicyBase):
@@ -75,16 +80,16 @@ class QualityWeightedPolicy(_PolicyBase):
         if not names:
             return {}
         counts = dict.fromkeys(names, 1)
-        spare = min(total_blocks, self.layers * len(names)) - len(names)
+        spare = min(total_blocks, sum(self.depths[n] for n in names)) - len(names)
         weights = {name: max(float(quality.get(name, 0.0)), 0.0) ** 2 for name in names}
         while spare > 0:
-            open_names = [n for n in names if counts[n] < self.layers and weights[n] > 0]
+            open_names = [n for n in names if counts[n] < self.depths[n] and weights[n] > 0]
             if not open_names:
                 break
             given = _largest_remainder(
                 np.array([weights[n] for n in open_names]),
                 spare,
-                np.array([self.layers - counts[n] for n in open_names]),
+                np.array([self.depths[n] - counts[n] for n in open_names]),
             )
             for name, extra in zip(open_names, given, strict=True):
                 counts[name] += int(extra)
@@ -137,18 +142,26 @@ POLICIES = (*LEARNED, QualityWeightedPolicy.name, EqualSplitPolicy.name)
 def make_policy(
     name: str, model: AdaptiveFusionDetector, checkpoint: str | None = None
 ) -> AllocationPolicy:
-    """The named policy for `model`; a learned one ("controller", "dynmm") loads `checkpoint`
-    (default: the packaged one) and raises CheckpointError when it is missing or does not fit
-    the model."""
+    """The named policy for `model`, within the subnet it runs (model.use_architecture); a
+    learned one ("controller", "dynmm") loads `checkpoint` (default: the packaged one) and
+    raises CheckpointError when it is missing or does not fit the model, ValueError when the
+    subnet is shallower than the full model."""
     config = model.config
     if name in LEARNED:
+        shallower = {m: depth for m, depth in model.depths.items() if depth < config.layers}
+        if shallower:
+            # Its slots are every block of the full model: it would pick blocks the subnet
+            # does not have, and it never learned what the subnet's blocks are worth.
+            raise ValueError(f"the {name} policy allocates the full model's {config.layers} "
+                             f"blocks per modality; the architecture in use has fewer "
+                             f"({shallower}): use quality_weighted or equal_split with it")
         allocator_class, default = LEARNED[name]
         allocator = allocator_class(checkpoint or default, flop_cost_table(model))
         if allocator.model_config != config:
             raise CheckpointError(f"the {name} was trained for another detector "
                                   f"({allocator.model_config} vs {config})")
-        return LearnedPolicy(allocator, config.layers * len(config.modalities))
+        return LearnedPolicy(allocator, sum(model.depths.values()))
     rules = {policy.name: policy for policy in (QualityWeightedPolicy, EqualSplitPolicy)}
     if name not in rules:
         raise ValueError(f"unknown allocation policy {name!r}; known: {', '.join(POLICIES)}")
-    return rules[name](config.modalities, config.layers)
+    return rules[name](config.modalities, model.depths)

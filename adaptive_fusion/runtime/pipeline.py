@@ -106,7 +106,6 @@ class FusionPipeline:
         self.policy = policy
         self.costs = BlockCosts()
         self.timer = BlockTimer(self.model)
-        self.full_blocks = self.config.layers * len(self.config.modalities)
         workers = min(torch.get_num_threads(), len(self.config.modalities))
         can_run_side_by_side = workers > 1 and self.device.type == "cpu"
         self.stream_scheduling = streams if can_run_side_by_side else "one_after_another"
@@ -114,6 +113,12 @@ class FusionPipeline:
                        if self.stream_scheduling != "one_after_another" else None)
         self.scheduler = StreamScheduler() if self.stream_scheduling == "auto" else None
         self.model.side_by_side = None
+
+    @property
+    def full_blocks(self) -> int:
+        """The blocks of the subnet the model runs (model.use_architecture): what a compute
+        budget of 1 grants, and what its fractions are of."""
+        return sum(self.model.depths.values())
 
     def warm_up(self, frame: SensorFrame, frames: int = WARM_UP_FRAMES) -> None:
         """Run the full model a few times so the first real frame is not the slow one and the

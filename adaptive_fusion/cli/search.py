@@ -1,0 +1,114 @@
+"""Hardware-aware architecture search: NSGA-II over the supernet's subnets, mAP against latency.
+
+Each subnet (genome: per modality depth, MLP width, heads, token grid; the fusion) is scored
+with the supernet's shared weights on --scenes validation scenes (seeds from 1,000,000, rendered
+once into --cache-dir) and priced with the unit cost table of `adaptive-fusion profile --units`
+(the sum of its units, ms; energy too where the table has it). Writes into --out:
+archive.json (every evaluated genome, after each generation: rerun the same command to resume),
+pareto.json (the front: each member's genome, validation mAP, predicted and measured latency,
+beside the full architecture) and pareto.png; with --pick-latency MS also the architecture file
+of the most accurate member measured within MS, for fusion_node's `architecture` parameter,
+`evaluate --architecture` and bench/bench_pipeline.py --architecture.
+
+  adaptive-fusion profile --units --model runs/supernet/best.json --out runs/unit_costs.json
+  adaptive-fusion search --supernet runs/supernet/best.json --costs runs/unit_costs.json
+      --out runs/search --pick-latency 40
+"""
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--supernet", help="supernet checkpoint (.safetensors or .json); "
+                                           "default: the shipped model (no cross-attention)")
+    parser.add_argument("--costs", required=True,
+                        help="unit cost table of `adaptive-fusion profile --units` on this model")
+    parser.add_argument("--out", default="runs/search", help="output directory (resumes there)")
+    parser.add_argument("--evaluations", type=int, default=300, help="genomes to evaluate")
+    parser.add_argument("--population", type=int, default=30, help="NSGA-II population size")
+    parser.add_argument("--scenes", type=int, default=150, help="validation scenes per genome")
+    parser.add_argument("--cache-dir", default="runs/search-scenes",
+                        help="where the validation scenes are rendered once")
+    parser.add_argument("--latency-max", type=float, metavar="MS",
+                        help="constraint: predicted latency at most MS")
+    parser.add_argument("--pick-latency", type=float, metavar="MS",
+                        help="write <out>/architecture_<MS>ms.json: the most accurate member "
+                             "whose measured latency is at most MS")
+    parser.add_argument("--seed", type=int, default=0, help="NSGA-II's seed")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--measure-scenes", type=int, default=4,
+                        help="scenes the front's end-to-end latency is measured on")
+    parser.add_argument("--measure-rounds", type=int, default=5, help="rounds over them")
+    parser.add_argument("--json", action="store_true", help="print pareto.json's content")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from adaptive_fusion.lab.search.costs import UnitCosts, UnitCostsError
+    from adaptive_fusion.lab.search.nsga import (
+        SearchError,
+        SearchSetup,
+        pick_member,
+        search,
+        validation_scenes,
+    )
+    from adaptive_fusion.lab.search.plot import plot_front
+    from adaptive_fusion.model.architecture import Architecture
+    from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint
+
+    counts = {"--evaluations": args.evaluations, "--population": args.population,
+              "--scenes": args.scenes, "--threads": args.threads,
+              "--measure-scenes": args.measure_scenes, "--measure-rounds": args.measure_rounds}
+    small = [name for name, value in counts.items() if value < 1]
+    if small or args.population < 2:
+        print(f"error: {', '.join(small) or '--population'} must be at least "
+              f"{1 if small else 2}")
+        return 2
+    torch.set_num_threads(args.threads)
+    supernet = args.supernet or str(DEFAULT_MODEL)
+    try:
+        model, _ = load_checkpoint(supernet)
+        costs = UnitCosts.load(args.costs, model.config)
+        scenes = validation_scenes(args.scenes, args.cache_dir, progress=not args.json)
+        # What the archive's mAPs depend on: a resume must match them (the costs and the
+        # limit only price genomes, recomputed every run).
+        settings = {"supernet": str(Path(supernet).resolve()), "scenes": args.scenes,
+                    "seed": args.seed, "population": args.population}
+        setup = SearchSetup(model.eval(), costs, scenes, args.latency_max, args.threads)
+        document = search(setup, args.out, settings, args.evaluations, args.population,
+                          args.seed, args.measure_scenes, args.measure_rounds,
+                          progress=not args.json)
+    except (CheckpointError, UnitCostsError, SearchError) as error:
+        print(f"error: {error}")
+        return 2
+    out = Path(args.out)
+    plot_front(document, out / "pareto.png")
+    picked = None
+    if args.pick_latency is not None:
+        member = pick_member(document["members"], args.pick_latency)
+        if member is None:
+            fastest = min(m["measured_ms"] for m in document["members"])
+            print(f"error: no member of the front is measured within {args.pick_latency} ms "
+                  f"(the fastest takes {fastest:.1f} ms)")
+            return 1
+        picked = Architecture.from_dict(member["architecture"]).save(
+            out / f"architecture_{args.pick_latency:g}ms.json")
+    if args.json:
+        print(json.dumps(document, indent=2))
+        return 0
+    full = document["references"]["full architecture"]
+    print(f"{document['evaluated']} subnets evaluated on {args.scenes} validation scenes; "
+          f"front of {len(document['members'])}:")
+    print(f"{'val mAP':>8}{'pred ms':>9}{'meas ms':>9}  genome")
+    for member in [*document["members"], full]:
+        label = "  (full architecture)" if member is full else ""
+        print(f"{member['validation_map']:>8.3f}{member['predicted_ms']:>9.1f}"
+              f"{member['measured_ms']:>9.1f}  {member['genome']}{label}")
+    print(f"written: {out / 'pareto.json'}, {out / 'pareto.png'}, {out / 'archive.json'}")
+    if picked:
+        print(f"picked within {args.pick_latency:g} ms: {picked}")
+    return 0
