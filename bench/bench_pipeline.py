@@ -8,6 +8,7 @@ it spent outside the blocks, and the blocks' GFLOP/s (attention counted, model/f
 the host's float32 matmul speed measured in the same run.
 
     .venv/bin/python bench/bench_pipeline.py [--scenes 12] [--rounds 4] [--threads 2]
+        [--architecture FILE]   # a searched subnet (adaptive-fusion search); budgets are of it
 """
 
 import argparse
@@ -18,9 +19,10 @@ import torch
 from bench_model import host_matmul_gflops
 from tqdm import tqdm
 
-from adaptive_fusion.lab.evaluation.runner import allocation_flops
+from adaptive_fusion.model.architecture import Architecture
 from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, load_checkpoint
-from adaptive_fusion.model.inputs import prepare_inputs
+from adaptive_fusion.model.detector import pool_tokens
+from adaptive_fusion.model.flops import count_flops
 from adaptive_fusion.policies.registry import POLICIES, make_policy
 from adaptive_fusion.runtime.frame import SensorFrame
 from adaptive_fusion.runtime.pipeline import FusionPipeline
@@ -30,14 +32,19 @@ TEST_FIRST_SEED = 2_000_000
 STAGES = ("quality", "prepare", "allocate", "model_outside_blocks", "blocks", "decode", "total")
 
 
-def block_gflop(model, frame: SensorFrame) -> float:
-    """GFLOPs of every block at full depth: the model's count at full depth less its count at one
-    block per modality is 7 of 8 blocks (each modality's blocks are alike)."""
-    inputs = prepare_inputs(frame, model.config)
-    layers = model.config.layers
-    full = allocation_flops(model, inputs)
-    one = allocation_flops(model, inputs, {m: (0,) for m in model.config.modalities})
-    return (full - one) * layers / (layers - 1) / 1e9
+@torch.inference_mode()
+def block_gflop(model) -> float:
+    """GFLOPs of every block of the subnet in use at full allocation: each modality's block
+    shape (width, heads, token grid) counted once, times its depth."""
+    config = model.config
+    total = 0
+    for name, shape in model.architecture.streams.items():
+        tokens = pool_tokens(torch.zeros(1, config.tokens, config.dim), config.grid,
+                             shape.token_pool)
+        block = model.streams[name].blocks[0]
+        total += shape.depth * count_flops(
+            lambda b=block, x=tokens, s=shape: b(x, s.heads, s.mlp_hidden))
+    return total / 1e9
 
 
 def main() -> None:
@@ -48,6 +55,7 @@ def main() -> None:
     parser.add_argument("--policy", choices=POLICIES, default="controller")
     parser.add_argument("--budgets", default="1,0.5,0.25,0.125")
     parser.add_argument("--model", default=str(DEFAULT_MODEL))
+    parser.add_argument("--architecture", help="architecture JSON of the subnet to run")
     args = parser.parse_args()
     budgets = [float(b) for b in args.budgets.split(",")]
     if budgets[0] != 1.0:
@@ -56,6 +64,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     gflops = host_matmul_gflops(args.threads)
     model, _ = load_checkpoint(args.model)
+    if args.architecture:
+        model.use_architecture(Architecture.load(args.architecture, model.config))
     pipeline = FusionPipeline(model, make_policy(args.policy, model),
                               streams="one_after_another")
     world = World()
@@ -80,8 +90,9 @@ def main() -> None:
 
     median = {b: {s: float(np.median(v)) for s, v in times[b].items()} for b in budgets}
     full = median[1.0]
-    block_rate = block_gflop(model, frames[0]) / (full["blocks"] / 1e3)
-    print(f"model: {args.model}; policy {args.policy}; {args.threads} threads; {args.scenes} "
+    block_rate = block_gflop(model) / (full["blocks"] / 1e3)
+    print(f"model: {args.model}; architecture {args.architecture or 'full'}; "
+          f"policy {args.policy}; {args.threads} threads; {args.scenes} "
           f"test scenes x {args.rounds} rounds; load average {os.getloadavg()[0]:.2f} on "
           f"{os.cpu_count()} CPUs")
     print(f"host: float32 matmul {gflops[1]:.0f} GFLOP/s at 1 thread, {gflops[args.threads]:.0f} "

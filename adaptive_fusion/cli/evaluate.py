@@ -30,6 +30,9 @@ def _at_least_one(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="checkpoint (.safetensors or .json); default: shipped")
+    parser.add_argument("--architecture",
+                        help="architecture JSON of the subnet to evaluate (adaptive-fusion "
+                             "search); --layers then counts its blocks; default: the full model")
     parser.add_argument("--frames", type=int, default=100, help="number of test scenes")
     parser.add_argument("--first-seed", type=int, help="first test scene seed (default 2000000)")
     parser.add_argument("--layers",
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         return run_bag(args)
     import torch
 
+    from adaptive_fusion.model.architecture import Architecture
     from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint
 
     torch.set_num_threads(args.threads)
@@ -99,12 +103,18 @@ def run(args: argparse.Namespace) -> int:
         if sweep and args.breakdown is not None:
             raise ValueError("--breakdown explains one allocation's score: drop --methods, "
                              "--budgets, --controller and --gate")
+        if sweep and args.architecture is not None:
+            raise ValueError("--architecture evaluates one subnet: a sweep compares the full "
+                             "model's allocations; drop --methods, --budgets, --controller and "
+                             "--gate")
         if sweep and args.protocol != "all":
             raise ValueError("--protocol nuscenes scores one allocation: drop --methods, "
                              "--budgets, --controller and --gate")
         if args.frames < 1:
             raise ValueError("--frames must be at least 1")
         model, _ = load_checkpoint(args.model or DEFAULT_MODEL)
+        if args.architecture is not None:
+            model.use_architecture(Architecture.load(args.architecture, model.config))
     except (CheckpointError, ValueError) as error:
         print(f"error: {error}")
         return 2
@@ -156,7 +166,7 @@ def run_single(args: argparse.Namespace, model) -> int:
     config = model.config
     try:
         check_protocol(args.protocol, config.classes)
-        allocation = parse_allocation(args.layers or "1.0", config.modalities, config.layers)
+        allocation = parse_allocation(args.layers or "1.0", config.modalities, model.depths)
         conditions = _conditions(args)
         explained = _breakdown_conditions(args.breakdown, [c.name for c in conditions])
         distance = Bands.parse(args.distance_bands, " m")
@@ -170,6 +180,7 @@ def run_single(args: argparse.Namespace, model) -> int:
                                  breakdown_for=explained, distance=distance,
                                  visibility=visibility, protocol=args.protocol)
     report["model"] = str(args.model or DEFAULT_MODEL)
+    report["architecture"] = model.architecture.to_dict()
     if args.plot and explained:
         report["breakdown_plots"] = _breakdown_plot_paths(args.plot, explained)
     return _output(args, report, lambda r, path: _plot_single(r, path, config),
@@ -297,6 +308,7 @@ def run_sweep_command(args: argparse.Namespace, model) -> int:
     report = run_sweep(model, frame_sets, conditions, methods, budgets, table, flop_table,
                        show_progress=True)
     report["model"] = str(args.model or DEFAULT_MODEL)
+    report["architecture"] = model.architecture.to_dict()
     report["controller"] = args.controller
     report["gate"] = args.gate
     return _output(args, report, plot_sweep_and_tradeoff,

@@ -43,10 +43,12 @@ def normalise_allocation(
     return result
 
 
-def parse_allocation(text: str, modalities: Sequence[str], layers: int) -> Allocation:
+def parse_allocation(text: str, modalities: Sequence[str],
+                     layers: int | Mapping[str, int]) -> Allocation:
     """Parse 'camera=2,depth=4,lidar=6' (counts; 0 = modality off) or a fraction like '0.25'.
 
-    A fraction gives every modality round(fraction * layers) blocks, at least one.
+    layers: the blocks each modality has, as in normalise_allocation. A fraction gives every
+    modality round(fraction * its blocks) blocks, at least one.
     """
     text = text.strip()
     if "=" not in text:
@@ -56,8 +58,9 @@ def parse_allocation(text: str, modalities: Sequence[str], layers: int) -> Alloc
             raise AllocationError(f"cannot parse allocation {text!r}") from error
         if not 0.0 < fraction <= 1.0:
             raise AllocationError(f"allocation fraction {fraction} outside (0, 1]")
-        count = max(1, round(fraction * layers))
-        return {name: first_blocks(count) for name in modalities}
+        depths = dict.fromkeys(modalities, layers) if isinstance(layers, int) else layers
+        return {name: first_blocks(max(1, round(fraction * depths[name])))
+                for name in modalities}
     counts: dict[str, int] = {}
     for part in text.split(","):
         name, _, value = part.partition("=")

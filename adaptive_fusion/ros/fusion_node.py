@@ -41,6 +41,7 @@ from visualization_msgs.msg import MarkerArray
 
 from adaptive_fusion.core.errors import BudgetError, check_fraction
 from adaptive_fusion.core.frames import MODALITIES, Calibration, LidarModel
+from adaptive_fusion.model.architecture import Architecture, ArchitectureError
 from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint
 from adaptive_fusion.policies.registry import POLICIES, make_policy
 from adaptive_fusion.ros import filters, transport
@@ -122,6 +123,9 @@ PARAMETERS = (
     # configure-time (read-only once the node exists)
     Spec("autostart", True, "main() configures and activates the node", read_only=True),
     Spec("model_path", "", "checkpoint (.safetensors + .json); '' = the packaged model",
+         read_only=True),
+    Spec("architecture", "", "architecture JSON of the subnet to run (adaptive-fusion search "
+         "--pick-latency); '' = the full model; the budget counts its blocks",
          read_only=True),
     Spec("controller_path", "", "layer controller checkpoint for policy 'controller'; '' = the "
          "packaged controller", read_only=True),
@@ -338,6 +342,13 @@ class FusionNode(LifecycleNode):
         except CheckpointError as error:
             self.get_logger().error(f"cannot load the model: {error}")
             return TransitionCallbackReturn.FAILURE
+        if self._param("architecture"):
+            try:
+                model.use_architecture(Architecture.load(self._param("architecture"),
+                                                         model.config))
+            except ArchitectureError as error:
+                self.get_logger().error(f"cannot use the architecture: {error}")
+                return TransitionCallbackReturn.FAILURE
         if self._param("threads") > 0:
             torch.set_num_threads(self._param("threads"))
         try:
@@ -390,7 +401,7 @@ class FusionNode(LifecycleNode):
         self._mailbox.start()
         blocks, config = self.pipeline.costs, model.config
         self.get_logger().info(
-            f"configured: {path}, {config.layers} blocks x {len(config.modalities)} modalities, "
+            f"configured: {path}, blocks per modality {model.depths} of {config.layers}, "
             f"policy {policy.name}; warm-up block {1e3 * blocks.block_s:.2f} ms, "
             f"overhead {1e3 * blocks.overhead_s:.1f} ms; extrinsic from "
             f"{self._extrinsics.source}; transport {transport.rmw_implementation()}, profile "

@@ -1,0 +1,226 @@
+"""The architecture search (lab/search/): the unit cost table and its additive prediction, the
+genome as pymoo's integer vector, a tiny NSGA-II search (its front, its resume, the pick), and
+a subnet deployed through the policies and the evaluate command."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from adaptive_fusion.cli.main import main as cli
+from adaptive_fusion.lab.search.costs import (
+    RaplMeter,
+    UnitCosts,
+    UnitCostsError,
+    all_units,
+    check_additive,
+    measure_unit_costs,
+    units_of,
+)
+from adaptive_fusion.lab.search.genome import GenomeCoding
+from adaptive_fusion.lab.search.nsga import (
+    ARCHIVE,
+    PARETO,
+    SearchError,
+    SearchSetup,
+    as_sensor_frame,
+    non_dominated,
+    pick_member,
+    search,
+    validation_scenes,
+)
+from adaptive_fusion.model.architecture import Architecture, SearchSpace, StreamArchitecture
+from adaptive_fusion.model.checkpoint import save_checkpoint
+from adaptive_fusion.model.config import ModelConfig
+from adaptive_fusion.model.detector import AdaptiveFusionDetector
+from adaptive_fusion.policies.registry import make_policy
+
+TINY = ModelConfig(image_width=128, image_height=96, dim=32, heads=2, layers=4, depth_window=3,
+                   fusion_ops=("concat", "cross_attention"))
+SCENES = 4
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return AdaptiveFusionDetector(TINY).eval()
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    return validation_scenes(SCENES, tmp_path_factory.mktemp("scenes"))
+
+
+def synthetic_costs(config: ModelConfig) -> UnitCosts:
+    """A unit table with made-up, deterministic times: a search's choices must not depend on
+    the host's load in a test. Bigger blocks cost more, as measured ones do."""
+    latency = {}
+    for index, unit in enumerate(all_units(SearchSpace.of(config))):
+        median = 0.1 + 0.01 * index
+        if unit.startswith("block/"):
+            mlp, heads, pool = (int("".join(c for c in part if c.isdigit()))
+                                for part in unit.split("/")[1:])
+            median = (0.2 + mlp / 64 + heads / 2) / pool**2
+        latency[unit] = {"median": median, "p90": 1.2 * median}
+    return UnitCosts(config.to_dict(), 1, 1, latency, None, "absent: synthetic")
+
+
+def test_the_unit_table_has_every_unit_with_positive_times(tiny, scenes, tmp_path):
+    costs = measure_unit_costs(tiny, as_sensor_frame(scenes[0]), runs=3, threads=1,
+                               rapl=RaplMeter(tmp_path))
+    assert set(costs.latency_ms) == set(all_units(SearchSpace.of(TINY)))
+    assert all(0 < c["median"] <= c["p90"] for c in costs.latency_ms.values())
+    assert costs.energy_mj is None and "no RAPL powercap" in costs.energy_note
+    loaded = UnitCosts.load(costs.save(tmp_path / "units.json"), TINY)
+    assert loaded == costs
+    with pytest.raises(UnitCostsError, match="another model"):
+        UnitCosts.load(tmp_path / "units.json", ModelConfig())
+
+
+def test_rapl_energy_is_read_across_a_counter_wrap(tmp_path):
+    zone = tmp_path / "intel-rapl:0"
+    (tmp_path / "intel-rapl:0:0").mkdir()  # a subzone (its core): not counted twice
+    zone.mkdir()
+    (zone / "max_energy_range_uj").write_text("1000000\n")
+    (zone / "energy_uj").write_text("999000\n")
+    meter = RaplMeter(tmp_path)
+    assert meter.absent is None and meter.zones == [zone]
+
+    def spend():  # 2 mJ a call, wrapping past the range on the first
+        (zone / "energy_uj").write_text(str((int((zone / "energy_uj").read_text()) + 2000)
+                                            % 1000000))
+
+    assert meter.millijoules(spend, runs=3) == pytest.approx(2.0)
+
+
+def test_the_sum_of_units_predicts_the_pipeline_within_a_loose_bound(tiny, scenes):
+    frames = [as_sensor_frame(scene) for scene in scenes[:2]]
+    costs = measure_unit_costs(tiny, frames[0], runs=5, threads=1)
+    check = check_additive(tiny, costs, frames, subnets=4, rounds=3)
+    assert len(check["subnets"]) == 4
+    # Timing on a shared host: only that it is the right order of magnitude (the real check
+    # is `adaptive-fusion profile --units --check 20`).
+    assert check["median_absolute_relative_error"] < 1.0
+    space = SearchSpace.of(TINY)
+    assert units_of(space.full())["block/mlp64/heads2/pool1"] == 12
+
+
+def test_genome_vectors_round_trip(tiny):
+    space = SearchSpace.of(TINY)
+    coding = GenomeCoding(space)
+    rng = np.random.default_rng(0)
+    genomes = [space.full(), space.largest(), space.smallest(),
+               *(space.sample(rng) for _ in range(200))]
+    for architecture in genomes:
+        vector = coding.encode(architecture)
+        assert vector.shape == (coding.length,) and (0 <= vector).all()
+        assert (vector <= coding.upper_bounds()).all()
+        assert coding.decode(vector) == architecture
+    assert len({tuple(coding.encode(a)) for a in genomes}) == len(set(genomes))
+    with pytest.raises(ValueError, match="not a genome"):
+        coding.decode(coding.upper_bounds() + 1)
+
+
+def run_search(tiny, scenes, out, evaluations, latency_max=None):
+    setup = SearchSetup(tiny, synthetic_costs(TINY), scenes, latency_max, threads=1)
+    settings = {"supernet": "tiny", "scenes": len(scenes), "seed": 0, "population": 4}
+    return search(setup, out, settings, evaluations, population=4, seed=0, measure_frames=1,
+                  measure_rounds=1)
+
+
+def test_a_tiny_search_writes_a_front_and_resumes_to_the_same_archive(tiny, scenes, tmp_path):
+    document = run_search(tiny, scenes, tmp_path / "straight", 12)
+    members = document["members"]
+    assert members and document["evaluated"] >= 12
+    points = np.array([[-m["validation_map"], m["predicted_ms"]] for m in members])
+    assert list(non_dominated(points)) == list(range(len(members)))  # mutually non-dominated
+    assert all(m["measured_ms"] > 0 for m in members)
+    assert json.loads((tmp_path / "straight" / PARETO).read_text()) == document
+    full = document["references"]["full architecture"]
+    assert Architecture.from_dict(full["architecture"]) == SearchSpace.of(TINY).full()
+
+    run_search(tiny, scenes, tmp_path / "stopped", 4)  # one generation, then stopped
+    run_search(tiny, scenes, tmp_path / "stopped", 12)
+    straight, resumed = (json.loads((tmp_path / name / ARCHIVE).read_text())
+                         for name in ("straight", "stopped"))
+    assert resumed["validation_map"] == straight["validation_map"]
+    assert resumed["generations"] == straight["generations"]
+
+    with pytest.raises(SearchError, match="other settings"):
+        setup = SearchSetup(tiny, synthetic_costs(TINY), scenes[:2], threads=1)
+        search(setup, tmp_path / "straight", {"scenes": 2}, 4, population=4)
+
+
+def test_a_latency_limit_keeps_the_front_within_it(tiny, scenes, tmp_path):
+    costs = synthetic_costs(TINY)
+    space = SearchSpace.of(TINY)
+    limit = (costs.predict_ms(space.smallest()) + costs.predict_ms(space.full())) / 2
+    document = run_search(tiny, scenes, tmp_path, 8, latency_max=limit)
+    assert document["members"]
+    assert all(m["predicted_ms"] <= limit for m in document["members"])
+
+
+def test_pick_takes_the_most_accurate_member_within_the_latency():
+    members = [{"validation_map": 0.5, "measured_ms": 10.0},
+               {"validation_map": 0.6, "measured_ms": 20.0},
+               {"validation_map": 0.7, "measured_ms": 30.0}]
+    assert pick_member(members, 25.0) is members[1]
+    assert pick_member(members, 30.0) is members[2]
+    assert pick_member(members, 9.9) is None
+
+
+def test_search_command_picks_an_architecture_under_the_limit(tiny, scenes, tmp_path):
+    supernet = save_checkpoint(tiny, tmp_path / "supernet", {})
+    costs = synthetic_costs(TINY).save(tmp_path / "units.json")
+    out = tmp_path / "search"
+    common = ["search", "--supernet", str(supernet), "--costs", str(costs), "--out", str(out),
+              "--evaluations", "8", "--population", "4", "--scenes", str(SCENES),
+              "--cache-dir", str(tmp_path / "cache"), "--threads", "1",
+              "--measure-scenes", "1", "--measure-rounds", "1"]
+    assert cli(common) == 0
+    members = json.loads((out / PARETO).read_text())["members"]
+    assert (out / "pareto.png").stat().st_size > 0
+    limit = sorted(m["measured_ms"] for m in members)[len(members) // 2]
+    assert cli([*common, "--pick-latency", str(limit)]) == 0
+    members = json.loads((out / PARETO).read_text())["members"]  # the archive's measurements
+    best = max((m for m in members if m["measured_ms"] <= limit),
+               key=lambda m: m["validation_map"])
+    picked = Architecture.load(out / f"architecture_{limit:g}ms.json", TINY)
+    assert picked == Architecture.from_dict(best["architecture"])
+    assert cli([*common, "--pick-latency", "0.001"]) == 1  # nothing that fast
+
+
+def test_policies_and_the_budget_work_within_a_subnet(tiny):
+    subnet = Architecture({"camera": StreamArchitecture(1, 16, 1, 2),
+                           "depth": StreamArchitecture(4, 64, 2, 1),
+                           "lidar": StreamArchitecture(2, 32, 2, 1)})
+    tiny.use_architecture(subnet)
+    try:
+        live = TINY.modalities
+        equal = make_policy("equal_split", tiny)
+        assert equal.allocate({}, live, 7) == {"camera": (0,), "depth": (0, 1, 2, 3),
+                                               "lidar": (0, 1)}
+        assert equal.allocate({}, live, 3) == {"camera": (0,), "depth": (0,), "lidar": (0,)}
+        weighted = make_policy("quality_weighted", tiny)
+        allocation = weighted.allocate(dict.fromkeys(live, 1.0), live, 100)
+        assert {m: len(b) for m, b in allocation.items()} == {"camera": 1, "depth": 4,
+                                                              "lidar": 2}
+        with pytest.raises(ValueError, match="use quality_weighted or equal_split"):
+            make_policy("controller", tiny)
+    finally:
+        tiny.use_architecture(SearchSpace.of(TINY).full())
+
+
+def test_evaluate_runs_an_architecture_file_and_refuses_a_bad_one(tiny, tmp_path, capsys):
+    model = save_checkpoint(tiny, tmp_path / "model", {})
+    subnet = SearchSpace.of(TINY).smallest().save(tmp_path / "subnet.json")
+    args = ["evaluate", "--model", str(model), "--frames", "1", "--conditions", "clean",
+            "--latency-runs", "1", "--threads", "1", "--json"]
+    assert cli([*args, "--architecture", str(subnet)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["architecture"] == SearchSpace.of(TINY).smallest().to_dict()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**SearchSpace.of(TINY).full().to_dict(), "fusion": "sum"}))
+    assert cli([*args, "--architecture", str(bad)]) == 2
+    assert "fusion 'sum' is not one of" in capsys.readouterr().out
