@@ -31,7 +31,7 @@ def plot_front(document: dict, path: str | Path) -> Path:
     axes.set_ylabel(f"validation mAP ({settings['scenes']} scenes)")
     axes.set_title(f"architecture search: {document['evaluated']} subnets evaluated")
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower right")
+    axes.legend(loc="best")
     figure.tight_layout()
     path = Path(path)
     figure.savefig(path, dpi=110)
