@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         validation_scenes,
     )
     from adaptive_fusion.lab.search.plot import plot_front
+    from adaptive_fusion.lab.training.cache import CacheError
     from adaptive_fusion.model.architecture import Architecture
     from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint
 
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         document = search(setup, args.out, settings, args.evaluations, args.population,
                           args.seed, args.measure_scenes, args.measure_rounds,
                           progress=not args.json)
-    except (CheckpointError, UnitCostsError, SearchError) as error:
+    except (CheckpointError, UnitCostsError, SearchError, CacheError) as error:
         print(f"error: {error}")
         return 2
     out = Path(args.out)
