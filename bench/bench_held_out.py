@@ -9,7 +9,7 @@ lost depth band, a 120-degree lidar gap, saturated intensities, ghost returns be
 and the world's motion blur, which every controller's training holds out; which of the
 real-world kinds a controller trained on is in its config (data.corruptions).
 
-    .venv/bin/python bench/bench_held_out.py [--scenes 32] [--json FILE]
+    .venv/bin/python bench/bench_held_out.py [--scenes 32] [--controller PATH] [--json FILE]
 """
 
 import argparse
@@ -98,11 +98,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--controller", help="controller checkpoint (default: the packaged one)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, _ = load_checkpoint(DEFAULT_MODEL)
-    pipelines = {name: FusionPipeline(model, make_policy(name, model),
+    checkpoints = {"controller": args.controller}
+    pipelines = {name: FusionPipeline(model, make_policy(name, model, checkpoints.get(name)),
                                       streams="one_after_another") for name in POLICIES}
     world = World()
     scenes = [world.render(TEST_FIRST_SEED + i)
