@@ -1,9 +1,10 @@
 """Run the simulated sensors and the fusion node through a scenario, with a live table and a plot.
 
 Starts `sim_sensors` (with the scenario file: clean -> camera fog -> budget cut -> lidar dies ->
-recovery, by default) and `fusion_node` as two processes over DDS, listens to /diagnostics,
-detections and ground truth, prints one row a second (budget, layers and quality per modality,
-latency, mAP over the last frames against ground truth), and writes a PNG timeline at the end.
+recovery -> a latency budget -> another process takes a core, by default) and `fusion_node` as
+two processes over DDS, listens to /diagnostics, detections and ground truth, prints one row a
+second (budget, layers and quality per modality, latency, mAP over the last frames against
+ground truth), and writes a PNG timeline at the end.
 """
 
 import argparse
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=str(SHARE_CONFIG / "scenarios" / "demo.yaml"),
         help="sim_sensors scenario file (default: config/scenarios/demo.yaml)",
     )
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds to run")
+    parser.add_argument("--duration", type=float, default=47.0, help="seconds to run")
     parser.add_argument("--params", default=str(SHARE_CONFIG / "fusion_node.yaml"),
                         help="fusion_node params file")  # fmt: skip
     parser.add_argument("--rig", default=str(SHARE_CONFIG / "sim_rig.yaml"),

@@ -57,8 +57,9 @@ def plot_timeline(rows: list[dict], events, path: str) -> None:
     quality.set_ylabel("measured quality")
     quality.set_ylim(-0.05, 1.05)
     latency.plot(t, [row["latency_ms"] for row in rows], label="pipeline latency")
-    deadlines = [row["deadline_ms"] for row in rows]
-    if any(d > 0 for d in deadlines if not math.isnan(d)):
+    # no deadline (0) is left blank rather than drawn at 0 ms
+    deadlines = [d if d > 0 else math.nan for d in (row["deadline_ms"] for row in rows)]
+    if not all(math.isnan(d) for d in deadlines):
         latency.plot(t, deadlines, "k--", label="deadline")
     latency.set_ylabel("ms")
     latency.legend(loc="upper right", fontsize=8)
