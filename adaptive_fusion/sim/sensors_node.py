@@ -96,6 +96,7 @@ BUSY_LIMIT_S = 600.0  # a busy process ends by itself even if sim_sensors is kil
 class SimSensors(Node):
     def __init__(self, **kwargs):
         super().__init__("sim_sensors", **kwargs)
+        self.busy: list = []  # a scenario's busy_cores processes; first, as destroy_node ends them
         declare_all(self, PARAMETERS)
         param = self._param
         self.camera_rate, self.lidar_rate = param("camera_rate"), param("lidar_rate")
@@ -118,7 +119,6 @@ class SimSensors(Node):
         self.create_timer(1.0 / self.lidar_rate, self._lidar_tick)
         self.scenario = Scenario.load(param("scenario")) if param("scenario") else None
         self.scenario_start = None
-        self.busy: list = []  # the processes of a scenario's busy_cores
         self.fusion_parameters = AsyncParameterClient(self, param("fusion_node"))
         if self.scenario is not None:
             # when the scenario's clock started (latched), so that others can align to it
