@@ -286,10 +286,25 @@ def test_a_colour_cast_lowers_real_photos():
         assert quality.measures["colour_cast"] > 0.6, name
 
 
+def test_haze_lowers_real_photos_through_the_veil():
+    """Airlight lifts the darkest patches: past a third of airlight every photo scores lower the
+    more there is, and its veil reads it whatever the scene's structure."""
+    for name, photo in real_photos().items():
+        veils, scores = [], []
+        for airlight in (0.0, 0.32, 0.48, 0.64, 0.8):
+            hazy = np.round(photo * (1 - airlight) + 200.0 * airlight).astype(np.uint8)
+            quality = camera_quality(hazy)
+            veils.append(quality.measures["haze_veil"])
+            scores.append(quality.score)
+        assert veils[0] < 0.1 and np.all(np.diff(veils) > 0.05), (name, veils)
+        assert np.all(np.diff(scores[1:]) < 0) and scores[-1] < 0.5, (name, scores)
+
+
 @pytest.mark.parametrize("seed", [2_000_000, 2_000_001, 2_000_002])
 def test_blocking_and_cast_leave_the_rendered_world_alone(seed):
-    """The world renders neither blocks nor casts: under every camera corruption both factors
-    stay 1, so the scores the controller was trained on do not move."""
+    """The world renders neither blocks nor casts, nor a veil but in fog: under every other
+    camera corruption those factors stay 1, so the scores the controller was trained on do not
+    move."""
     frames = World().render(seed)
     kinds = [("camera", k) for k in CORRUPTIONS["camera"]] + [("scene", e) for e in SCENE_EVENTS]
     for index, (key, kind) in enumerate([(None, None), *kinds]):
@@ -298,6 +313,7 @@ def test_blocking_and_cast_leave_the_rendered_world_alone(seed):
             image = corrupt(frames, spec, seed=index).image if spec else frames.image
             measures = camera_quality(image).measures
             assert measures["q_compression"] == measures["q_colour"] == 1.0, (kind, severity)
+            assert kind == "fog" or measures["q_haze"] == 1.0, (kind, severity)
 
 
 # ---------------------------------------------------------------- real depth

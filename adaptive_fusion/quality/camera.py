@@ -29,6 +29,8 @@ Measures (on the 8-bit luminance, in grey levels or pixels, but for the colour c
   largest, taken twice: on the mean of the mid-tones (grey world) and on the 99th percentile of
   each channel (white patch); the smaller counts. A colourful scene (a brown room) has a tinted
   mean but neutral highlights; a cast (white balance gone, a filter, a failed channel) tints both.
+- haze_veil: the airlight veil, the darkest patches' dark channel over the bright level (see
+  haze_veil): contrast reads haze only where structure is, the veil reads it everywhere.
 
 Reference values (healthy limit: factor 1 up to here / half-point; see score.py):
 - noise 2.5 / 15 grey levels (of the luminance): healthy cameras, JPEG included, show 0.2-2.5;
@@ -50,6 +52,12 @@ Reference values (healthy limit: factor 1 up to here / half-point; see score.py)
   at most 1.12.
 - colour cast 0.3 / 0.7: the photographs read 0.02-0.22 (a sunset sky the most), the rendered
   world at most 0.18; one channel at 0.3 of its value reads 0.64-1.0.
+- haze veil 0.25 / 0.5: scikit-image's photographs read 0.00-0.08 clear and the rendered world at
+  most 0.21 (its distant ground and sky lift the darkest patches); airlight of 16 / 32 / 48 / 64 /
+  80 % lifts the photographs to 0.14-0.24 / 0.28-0.40 / 0.43-0.55 / 0.60-0.69 / 0.77-0.83, and
+  the world's fog at severity 0.1 / 0.3 / 1 to about 0.25 / 0.35 / 0.6. Half-way at 0.5: half
+  of the darkest surface's signal is airlight, and a dark object against it has lost half its
+  contrast.
 """
 
 import cv2
@@ -74,6 +82,7 @@ CONTRAST_CURVE = (0.08, 0.04, 3.0)
 OCCLUDED_CURVE = (0.03, 0.25, 2.0)
 BLOCKINESS_CURVE = (1.6, 2.5, 2.0)
 CAST_CURVE = (0.3, 0.7, 2.0)
+VEIL_CURVE = (0.25, 0.5, 2.0)
 JPEG_BLOCK = 8
 STEP_CAP_PERCENTILE = 90
 STEP_FLOOR = 0.5  # grey levels
@@ -182,6 +191,21 @@ def colour_cast(image: np.ndarray) -> float:
     return float(min(np.abs(np.log(values / values.mean())).max() for values in (mean, bright)))
 
 
+def haze_veil(image: np.ndarray, grey: np.ndarray) -> float:
+    """The airlight veil: the darkest patches' dark channel (the 5th percentile over the image of
+    the minimum over the channels and a 5x5 neighbourhood, on every other pixel) relative to the
+    bright level (the 99th percentile of luminance). He et al.'s dark channel prior: in a clear
+    view the darkest patches (shadows, dark or saturated surfaces) are near black; haze or fog
+    adds airlight to every pixel, so the darkest ones rise by the airlight's share. Scale-free,
+    so exposure does not move it."""
+    half = image[::2, ::2]
+    if half.ndim == 3:  # pairwise minima: numpy's reduction over a 3-long axis is 10x slower
+        half = np.minimum(np.minimum(half[..., 0], half[..., 1]), half[..., 2])
+    dark = cv2.erode(np.ascontiguousarray(half), np.ones((5, 5), np.uint8))
+    bright = float(np.percentile(grey[::SUBSAMPLE, ::SUBSAMPLE], 99))
+    return float(np.percentile(dark, 5)) / max(bright, 1.0)
+
+
 def camera_quality(image: np.ndarray) -> ModalityQuality:
     """Quality of an (H, W, 3) RGB or (H, W) grey uint8 image."""
     grey = _luminance(image)
@@ -200,6 +224,7 @@ def camera_quality(image: np.ndarray) -> ModalityQuality:
     blur = blur_sigma(grey_f, sigma)
     blocks = blockiness(grey_f)
     cast = colour_cast(image)
+    veil = haze_veil(image, grey)
 
     measures = {
         "noise_sigma": sigma,
@@ -210,6 +235,7 @@ def camera_quality(image: np.ndarray) -> ModalityQuality:
         "occluded_fraction": occluded,
         "blockiness": blocks,
         "colour_cast": cast,
+        "haze_veil": veil,
     }
     factors = {
         "noise": falling(sigma, *NOISE_CURVE),
@@ -219,5 +245,6 @@ def camera_quality(image: np.ndarray) -> ModalityQuality:
         "occlusion": falling(occluded, *OCCLUDED_CURVE),
         "compression": falling(blocks, *BLOCKINESS_CURVE),
         "colour": falling(cast, *CAST_CURVE),
+        "haze": falling(veil, *VEIL_CURVE),
     }
     return combine(factors, measures)
