@@ -47,15 +47,14 @@ from adaptive_fusion.lab.real_data import middlebury_depth, real_photos  # noqa:
 from adaptive_fusion.quality import camera_quality, depth_quality, lidar_quality, measure  # noqa: E402
 from adaptive_fusion.sim import World, WorldConfig  # noqa: E402
 from adaptive_fusion.sim.corruptions import (  # noqa: E402
+    REAL_WORLD_FAULTS,
     SCENE_EVENTS,
     camera_colour_cast,
     camera_jpeg,
     corrupt,
+    corrupt_lidar,
     depth_band_loss,
     depth_flying_pixels,
-    lidar_ghosts,
-    lidar_saturation,
-    lidar_sector_gap,
 )
 
 TARGET_OWN, TARGET_OTHER = 0.9, 0.2
@@ -276,18 +275,10 @@ def print_depth_table(depths: dict) -> None:
         print(f"  {kind:<14}{entry['rho']:6.2f}  {scores}  {met}")
 
 
-LIDAR_FAULTS = ("sector_gap", "saturation", "ghosts")
+# sim/corruptions.py: a blind sector up to 180 degrees in a random direction, receiver gain up
+# to 2^5, up to 30 % ghost returns below the road
+LIDAR_FAULTS = REAL_WORLD_FAULTS["lidar"]
 LIDAR_FAULT_SCENES = 20
-
-
-def lidar_fault(points: np.ndarray, kind: str, severity: float, rng) -> np.ndarray:
-    """A real lidar fault at a severity in [0, 1] (sim/corruptions.py): a blind sector up to 180
-    degrees in a random direction, receiver gain up to 2^5, or up to 30 % ghost returns."""
-    if kind == "sector_gap":
-        return lidar_sector_gap(points, severity, float(rng.uniform(-180.0, 180.0)))
-    if kind == "saturation":
-        return lidar_saturation(points, severity)
-    return lidar_ghosts(points, severity, rng)
 
 
 def lidar_fault_table(scenes: list, seed: int) -> dict:
@@ -298,7 +289,7 @@ def lidar_fault_table(scenes: list, seed: int) -> dict:
     for kind in LIDAR_FAULTS:
         rhos, worst_scores = [], []
         for frames in scenes:
-            scores = [lidar_quality(lidar_fault(frames.points, kind, s, rng),
+            scores = [lidar_quality(corrupt_lidar(frames.points, kind, s, rng),
                                     frames.lidar).score for s in PHOTO_SEVERITIES]  # fmt: skip
             rhos.append(rank_correlation(np.array(PHOTO_SEVERITIES), scores))
             worst_scores.append(scores[-1])

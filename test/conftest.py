@@ -55,3 +55,21 @@ def sim_fusion_node(context, model_path, **parameters):
               "threads": 1, "policy": "quality_weighted", **parameters}  # fmt: skip
     overrides = [Parameter(name, value=value) for name, value in values.items()]
     return FusionNode(context=context, parameter_overrides=overrides)
+
+
+def stop_sim_fusion(context, fusion, others, sim: subprocess.Popen) -> None:
+    """Undo sim_fusion_node and start_sim_sensors: fusion_node deactivated, cleaned up and
+    destroyed, the `others` nodes destroyed, the context shut down, sim_sensors interrupted,
+    which must end without a traceback."""
+    import rclpy
+
+    from adaptive_fusion.ros.spin import interrupt
+
+    fusion.trigger_deactivate()
+    fusion.trigger_cleanup()
+    fusion.destroy_node()
+    for node in others:
+        node.destroy_node()
+    rclpy.shutdown(context=context)
+    [(output, _)] = interrupt(sim)
+    assert "Traceback" not in output, output

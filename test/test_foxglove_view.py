@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rclpy
-from conftest import sim_fusion_node, start_sim_sensors
+from conftest import sim_fusion_node, start_sim_sensors, stop_sim_fusion
 from rclpy.context import Context
 from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, PointCloud2
@@ -24,7 +24,7 @@ from vision_msgs.msg import Detection3DArray
 from adaptive_fusion.core.frames import CLASSES, MODALITIES
 from adaptive_fusion.lab.foxglove_client import FoxgloveClient
 from adaptive_fusion.ros.qos import SENSOR_QOS
-from adaptive_fusion.ros.spin import interrupt, spinning
+from adaptive_fusion.ros.spin import spinning
 from adaptive_fusion.runtime import foxglove_view
 from adaptive_fusion.runtime.foxglove_view import (
     TOPICS,
@@ -91,13 +91,7 @@ def served(model_path):
             time.sleep(0.5)  # the ROS messages of the last frames served
             yield channels, received, published
     finally:
-        fusion.trigger_deactivate()
-        fusion.trigger_cleanup()
-        fusion.destroy_node()
-        published.node.destroy_node()
-        rclpy.shutdown(context=context)
-        [(output, _)] = interrupt(sim)
-        assert "Traceback" not in output, output
+        stop_sim_fusion(context, fusion, [published.node], sim)
 
 
 def test_every_channel_is_advertised_with_its_schema(served):
@@ -189,7 +183,7 @@ def test_a_port_in_use_is_a_clear_error():
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(FoxgloveServerError, match=f"127.0.0.1:{port}.*in use"):
-            FoxgloveView(port, CLASSES, MODALITIES, LAYERS)
+            FoxgloveView(port, CLASSES, MODALITIES)
 
 
 def test_without_foxglove_sdk_the_node_needs_it_only_for_the_view(monkeypatch):
@@ -199,7 +193,7 @@ def test_without_foxglove_sdk_the_node_needs_it_only_for_the_view(monkeypatch):
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
     monkeypatch.setitem(sys.modules, "foxglove", None)  # as if not installed
     with pytest.raises(FoxgloveNotInstalled, match="pip install foxglove-sdk==0.30.3"):
-        FoxgloveView(0, CLASSES, MODALITIES, LAYERS)
+        FoxgloveView(0, CLASSES, MODALITIES)
 
 
 def test_demo_option_turns_the_view_on_in_fusion_node():

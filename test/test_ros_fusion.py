@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rclpy
 import torch
-from conftest import sim_fusion_node, start_sim_sensors
+from conftest import sim_fusion_node, start_sim_sensors, stop_sim_fusion
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
 from rclpy.parameter import Parameter
@@ -29,7 +29,7 @@ from adaptive_fusion.policies.gate import GateConfig, ModalityGate
 from adaptive_fusion.ros.conversions import image_to_numpy, numpy_to_image, numpy_to_pointcloud2
 from adaptive_fusion.ros.diagnostics import values_of
 from adaptive_fusion.ros.qos import LATCHED_QOS, SENSOR_QOS
-from adaptive_fusion.ros.spin import interrupt, spinning
+from adaptive_fusion.ros.spin import spinning
 
 LAYERS = 4
 
@@ -123,13 +123,7 @@ def system(tmp_path_factory):
             fusion.trigger_activate()
             yield fusion, probe
     finally:
-        fusion.trigger_deactivate()
-        fusion.trigger_cleanup()
-        fusion.destroy_node()
-        probe.node.destroy_node()
-        rclpy.shutdown(context=context)
-        [(output, _)] = interrupt(sim)
-        assert "Traceback" not in output, output
+        stop_sim_fusion(context, fusion, [probe.node], sim)
 
 
 def test_detections_arrive_from_simulated_sensors(system):

@@ -417,7 +417,7 @@ class FusionNode(LifecycleNode):
         if port == 0:
             return None
         try:
-            view = FoxgloveView(port, config.classes, config.modalities, config.layers)
+            view = FoxgloveView(port, config.classes, config.modalities)
         except FoxgloveServerError as error:
             self.get_logger().error(f"Foxglove live view off: {error}; detections go on")
             return None
@@ -651,18 +651,19 @@ class FusionNode(LifecycleNode):
         classes = pipeline.config.classes
         self.pub_detections.publish(boxes_to_detections(result.boxes, job.header))
         self.pub_markers.publish(boxes_to_markers(result.boxes, job.header, classes))
-        if (
-            job.frame.image is not None
-            and self._param("publish_debug_image")
-            and self.pub_debug.get_subscription_count() > 0
-        ):
+        debug = (self._param("publish_debug_image")
+                 and self.pub_debug.get_subscription_count() > 0)
+        picture = None  # the overlay, drawn once for whoever watches it
+        if job.frame.image is not None and (
+                debug or (self._view is not None and self._view.wants_image())):
             picture = draw_overlay(job.frame.image, result.boxes, job.frame.calib,
                                    result.layers(pipeline.config.modalities), result.quality,
                                    pipeline.config.layers, classes)  # fmt: skip
+        if debug and picture is not None:
             header = Header(stamp=job.header.stamp, frame_id=self._camera_info_frame)
             self.pub_debug.publish(numpy_to_image(picture, "rgb8", header))
         if self._view is not None:
-            self._view.publish(job.frame, result, stamp_ns(job), job.header.frame_id,
+            self._view.publish(job.frame, result, picture, stamp_ns(job), job.header.frame_id,
                                self._camera_info_frame, self.budget_in_force())  # fmt: skip
         pipeline_ms = result.timings_ms["total"]
         host_ms = 1e3 * (time.perf_counter() - job.formed) - pipeline_ms

@@ -17,7 +17,7 @@ from scipy.spatial.transform import Rotation
 from adaptive_fusion.core.boxes import Boxes3D
 from adaptive_fusion.core.frames import MODALITIES
 from adaptive_fusion.runtime.frame import SensorFrame
-from adaptive_fusion.runtime.overlay import CLASS_COLOURS_RGB, draw_overlay
+from adaptive_fusion.runtime.overlay import CLASS_COLOURS_RGB
 from adaptive_fusion.runtime.pipeline import FusionResult
 
 HOST = "127.0.0.1"  # localhost only: the server has no authentication
@@ -56,7 +56,7 @@ class FoxgloveView:
     """A WebSocket server on HOST:port (0: any free port) and the channels of the view."""
 
     def __init__(self, port: int, classes: Sequence[str], modalities: Sequence[str],
-                 max_layers: int, name: str = "adaptive_fusion"):  # fmt: skip
+                 name: str = "adaptive_fusion"):  # fmt: skip
         try:
             import foxglove
             from foxglove import channels
@@ -68,7 +68,6 @@ class FoxgloveView:
         self._messages = foxglove.messages
         self.classes = tuple(classes)
         self.modalities = tuple(modalities)
-        self.max_layers = max_layers
         self._context = foxglove.Context()
         try:
             self._server = foxglove.start_server(name=name, host=HOST, port=port,
@@ -94,22 +93,27 @@ class FoxgloveView:
     def stop(self) -> None:
         self._server.stop()
 
+    def wants_image(self) -> bool:
+        """Whether a client watches the image channel (only then is an overlay worth drawing)."""
+        return self._image.has_sinks()
+
     def publish(
         self,
         frame: SensorFrame,
         result: FusionResult,
+        picture: np.ndarray | None,
         stamp_ns: int,
         lidar_frame: str,
         camera_frame: str,
         budget_fraction: float,
     ) -> None:
-        """One fused frame on every channel; a message nobody subscribes to is not built."""
+        """One fused frame on every channel; a message nobody subscribes to is not built.
+        picture: the camera image with boxes and layer bars (runtime/overlay.py), drawn once by
+        the caller for this view and the node's debug image alike; None without one."""
         m = self._messages
         stamp = m.Timestamp(*divmod(stamp_ns, 1_000_000_000))
         layers = result.layers(self.modalities)
-        if frame.image is not None and self._image.has_sinks():
-            picture = draw_overlay(frame.image, result.boxes, frame.calib, layers,
-                                   result.quality, self.max_layers, self.classes)  # fmt: skip
+        if picture is not None and self._image.has_sinks():
             height, width = picture.shape[:2]
             self._image.log(m.RawImage(timestamp=stamp, frame_id=camera_frame, width=width,
                                        height=height, encoding="rgb8", step=3 * width,

@@ -119,8 +119,9 @@ class SimSensors(Node):
         self.create_timer(1.0 / self.lidar_rate, self._lidar_tick)
         self.scenario = Scenario.load(param("scenario")) if param("scenario") else None
         self.scenario_start = None
-        self.fusion_parameters = AsyncParameterClient(self, param("fusion_node"))
         if self.scenario is not None:
+            # for its latency_budget events: fusion_node's parameter service
+            self.fusion_parameters = AsyncParameterClient(self, param("fusion_node"))
             # when the scenario's clock started (latched), so that others can align to it
             self.pub_scenario_start = self.create_publisher(Header, "~/scenario_start",
                                                             LATCHED_QOS)  # fmt: skip
