@@ -3,6 +3,7 @@ genome as pymoo's integer vector, a tiny NSGA-II search (its front, its resume, 
 a subnet deployed through the policies and the evaluate command."""
 
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -13,9 +14,12 @@ from adaptive_fusion.lab.search.costs import (
     RaplMeter,
     UnitCosts,
     UnitCostsError,
+    UnitTimer,
     all_units,
     check_additive,
+    frames_in_turn,
     measure_unit_costs,
+    profiling_subnets,
     units_of,
 )
 from adaptive_fusion.lab.search.genome import GenomeCoding
@@ -67,7 +71,7 @@ def synthetic_costs(config: ModelConfig) -> UnitCosts:
 
 
 def test_the_unit_table_has_every_unit_with_positive_times(tiny, scenes, tmp_path):
-    costs = measure_unit_costs(tiny, as_sensor_frame(scenes[0]), runs=3, threads=1,
+    costs = measure_unit_costs(tiny, [as_sensor_frame(scenes[0])], runs=3, threads=1,
                                rapl=RaplMeter(tmp_path))
     assert set(costs.latency_ms) == set(all_units(SearchSpace.of(TINY)))
     assert all(0 < c["median"] <= c["p90"] for c in costs.latency_ms.values())
@@ -76,6 +80,30 @@ def test_the_unit_table_has_every_unit_with_positive_times(tiny, scenes, tmp_pat
     assert loaded == costs
     with pytest.raises(UnitCostsError, match="another model"):
         UnitCosts.load(tmp_path / "units.json", ModelConfig())
+
+
+def test_a_frames_units_are_the_subnets_units_and_add_up_to_its_time(tiny, scenes):
+    """The profile times units inside whole frames: every unit a subnet runs is timed, as
+    often as it runs, and the units account for the frame's whole measured time."""
+    space = SearchSpace.of(TINY)
+    subnets = profiling_subnets(space)
+    assert set().union(*(units_of(subnet) for subnet in subnets)) == set(all_units(space))
+    def hooks():
+        return sum(len(block._forward_hooks) for block in tiny.streams["camera"].blocks)
+
+    before = hooks()
+    timer = UnitTimer(tiny)
+    frames = [as_sensor_frame(scenes[0])]
+    try:
+        for index, result in frames_in_turn(tiny, subnets, frames, rounds=1, threads=1,
+                                            before_frame=timer.calls.clear):
+            units = timer.frame_units(result)
+            assert Counter(unit for unit, _ in units) == units_of(subnets[index])
+            assert sum(ms for _, ms in units) == pytest.approx(result.timings_ms["total"])
+            assert all(ms > 0 for _, ms in units)
+    finally:
+        timer.remove()
+    assert hooks() == before + len(tiny.streams["camera"].blocks)  # the pipeline's own, kept
 
 
 def test_rapl_energy_is_read_across_a_counter_wrap(tmp_path):
@@ -96,7 +124,7 @@ def test_rapl_energy_is_read_across_a_counter_wrap(tmp_path):
 
 def test_the_sum_of_units_predicts_the_pipeline_within_a_loose_bound(tiny, scenes):
     frames = [as_sensor_frame(scene) for scene in scenes[:2]]
-    costs = measure_unit_costs(tiny, frames[0], runs=5, threads=1)
+    costs = measure_unit_costs(tiny, frames, runs=3, threads=1)
     check = check_additive(tiny, costs, frames, subnets=4, rounds=3)
     assert len(check["subnets"]) == 4
     # Timing on a shared host: only that it is the right order of magnitude (the real check

@@ -8,8 +8,9 @@ controller.costs.CostTable.load(FILE). Re-run it whenever the machine or its loa
 
 With --units, for the architecture search (`adaptive-fusion search --costs FILE`): every elastic
 unit of the model's search space instead (each block at each MLP width, heads and token grid,
-each stem, the fusion operators, the head, decoding, input preparation and quality), median and
-p90 on a validation scene, and energy from RAPL where the host exposes it (default
+each stem, the fusion operators, the head, decoding, input preparation and quality), timed inside
+the pipeline's frames of subnets that together run every unit, --runs rounds over --scenes
+validation scenes, median and p90, and energy from RAPL where the host exposes it (default
 runs/unit_costs.json); then --check N random subnets' end-to-end pipeline latency, predicted as
 the sum of their units against measured, and the median absolute relative error.
 """
@@ -36,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check-rounds", type=int, default=5,
                         help="with --units: timed rounds over the scenes per checked subnet")
     parser.add_argument("--scenes", type=int, default=2,
-                        help="with --units: validation scenes the check runs on")
+                        help="with --units: validation scenes the profile and the check run on")
 
 
 def format_table(table) -> str:
@@ -88,7 +89,7 @@ def run_units(args: argparse.Namespace, model) -> int:
 
     world = World()
     frames = [as_sensor_frame(world.render(VALIDATION_FIRST_SEED + i)) for i in range(args.scenes)]
-    costs = measure_unit_costs(model, frames[0], runs=args.runs, threads=args.threads,
+    costs = measure_unit_costs(model, frames, runs=args.runs, threads=args.threads,
                                progress=not args.json)
     path = costs.save(args.out or DEFAULT_UNITS_OUT)
     check = (check_additive(model, costs, frames, args.check, args.check_rounds)

@@ -4,14 +4,20 @@ of its units (Harmonic-NAS's lookup tables), checked against the pipeline it pre
 A unit is a piece of a frame that runs as a whole: the input preparation and the quality
 measures of a frame, each modality's stem, one block at each (MLP width, heads, token grid),
 the pooling around a stream's blocks at each token grid, each fusion operator, the head and
-decoding. Blocks are timed once per shape, not per modality: the three modalities' blocks have
-the same shapes, and a block's time does not depend on its weights' values. Each is timed at
-batch 1 with the node's thread count, round after round, every unit once per round, so that a
-load that comes and goes hits all of them alike; the table keeps the median and the p90.
+decoding.
+
+Units are timed inside whole frames of FusionPipeline, at batch 1 with the node's thread count,
+not called alone in a loop: at 2 threads a table of units timed alone over-predicted 20 random
+subnets by 12-37% (median 30%), one timed inside frames by 0.8% (docs/model.md). A set of
+profiling subnets that together run every unit takes turns frame by frame; forward hooks time
+each stream, its stem and blocks and the fusion operators, and the frame's own timings give the
+rest, so a frame's units add up to its measured total. The table keeps each unit's median and
+p90 over its calls.
 
 Energy comes from RAPL powercap (/sys/class/powercap/intel-rapl:N/energy_uj, the whole
 package: it includes what else runs) where the host exposes it and lets it be read; otherwise
-the table records it as absent, with the reason.
+the table records it as absent, with the reason. The counter moves in steps too coarse for one
+unit's call, so each unit's energy is read over many calls of it in a row.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from adaptive_fusion.model.architecture import Architecture, SearchSpace
+from adaptive_fusion.model.architecture import Architecture, SearchSpace, StreamArchitecture
 from adaptive_fusion.model.checkpoint import read_json, write_json
 from adaptive_fusion.model.coding import decode
 from adaptive_fusion.model.config import ModelConfig
@@ -35,7 +41,7 @@ from adaptive_fusion.model.detector import AdaptiveFusionDetector, pool_tokens, 
 from adaptive_fusion.model.inputs import at_model_size, prepare_inputs
 from adaptive_fusion.policies.registry import make_policy
 from adaptive_fusion.runtime.frame import SensorFrame, check_frame
-from adaptive_fusion.runtime.pipeline import FusionPipeline, measure_quality
+from adaptive_fusion.runtime.pipeline import FusionPipeline, FusionResult, measure_quality
 
 FORMAT = "adaptive_fusion.unit_costs"
 FORMAT_VERSION = 1
@@ -212,47 +218,91 @@ def unit_calls(model: AdaptiveFusionDetector, frame: SensorFrame) -> dict[str, C
     }
 
 
-@torch.inference_mode()
-def measure_unit_costs(
-    model: AdaptiveFusionDetector, frame: SensorFrame, runs: int = 50, threads: int = 2,
-    progress: bool = False, warmup: int = 3, rapl: RaplMeter | None = None,
-) -> UnitCosts:
-    """Every unit of the model's search space timed `runs` times on `frame` (a scene as the
-    sensors give it), at `threads` torch threads; the energy with RAPL where it can be read."""
-    if runs < 1:
-        raise ValueError(f"runs must be at least 1, got {runs}")
-    model.eval()
-    rapl = rapl or RaplMeter()
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        calls = unit_calls(model, frame)
-        for _ in range(warmup):
-            for call in calls.values():
-                call()
-        times = {unit: [] for unit in calls}
-        for _ in tqdm(range(runs), desc="profile units", disable=not progress):
-            for unit, call in calls.items():
-                times[unit].append(_elapsed_ms(call))
-        energy = (None if rapl.absent else
-                  {unit: rapl.millijoules(call, runs) for unit, call in calls.items()})
-    finally:
-        torch.set_num_threads(previous_threads)
-    latency = {unit: {"median": float(np.median(values)),
-                      "p90": float(np.percentile(values, 90))} for unit, values in times.items()}
-    note = rapl.absent or f"RAPL package energy, {len(rapl.zones)} package(s), whole host"
-    return UnitCosts(model.config.to_dict(), threads, runs, latency, energy, note)
+def profiling_subnets(space: SearchSpace) -> list[Architecture]:
+    """Subnets that together run every unit of the space: the full and the smallest, and for
+    each block shape (MLP width, heads, token grid) one whose streams all have that shape, its
+    depth and fusion operator taken in turn from the space's choices."""
+    shapes = itertools.product(space.mlp_hidden, space.heads, space.token_pools)
+    return [space.full(), space.smallest(), *(
+        Architecture(dict.fromkeys(space.modalities, StreamArchitecture(
+            space.depths[index % len(space.depths)], mlp_hidden, heads, token_pool)),
+            space.fusions[index % len(space.fusions)])
+        for index, (mlp_hidden, heads, token_pool) in enumerate(shapes))]
 
 
-@torch.inference_mode()
-def measure_pipeline_ms(
+class UnitTimer:
+    """The units of each frame the pipeline runs, timed through forward hooks on each stream,
+    its stem and blocks, and the fusion operators (on a CPU every op is synchronous, so the wall
+    time between a module's hooks is its time). The streams must run one after another: side
+    by side they do not go through their modules' forward."""
+
+    def __init__(self, model: AdaptiveFusionDetector):
+        self.model = model
+        self.calls: list[tuple[str, str, float]] = []  # (kind, modality, ms) of this frame
+        self._handles = []
+        for name, stream in model.streams.items():
+            self._hook(stream, "stream", name)
+            self._hook(stream.stem, "stem", name)
+            for block in stream.blocks:
+                self._hook(block, "block", name)
+        for module in (model.cell_attention, model.fuse):
+            if module is not None:
+                self._hook(module, "fusion", "")
+
+    def _hook(self, module: torch.nn.Module, kind: str, name: str) -> None:
+        started = []
+
+        def enter(*_):
+            started.append(time.perf_counter())
+
+        def leave(*_):
+            self.calls.append((kind, name, (time.perf_counter() - started.pop()) * 1e3))
+
+        self._handles += [module.register_forward_pre_hook(enter),
+                          module.register_forward_hook(leave)]
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    def frame_units(self, result: FusionResult) -> list[tuple[str, float]]:
+        """(unit, ms) of every unit of the frame `result` came from, adding up to its total
+        time; what no hook sees is the pooling around a stream's blocks (a stream's time less
+        its stem and blocks), the head (the model's time less its streams and fusion) and the
+        pipeline's own steps. Clear `calls` before the frame."""
+        streams = self.model.architecture.streams
+        timings = result.timings_ms
+        units = [("prepare", timings["prepare"] + timings["allocate"]),
+                 ("quality", timings["quality"]), ("decode", timings["decode"])]
+        stream_ms, inside_ms = Counter(), Counter()
+        fusion_ms = 0.0
+        for kind, name, ms in self.calls:
+            if kind == "stream":
+                stream_ms[name] += ms
+            elif kind == "fusion":
+                fusion_ms += ms
+            else:
+                inside_ms[name] += ms
+                shape = streams[name]
+                units.append((f"stem/{name}" if kind == "stem" else
+                              block_unit(shape.mlp_hidden, shape.heads, shape.token_pool), ms))
+        units += [(f"tokens/pool{streams[name].token_pool}", ms - inside_ms[name])
+                  for name, ms in stream_ms.items()]
+        units += [(f"fusion/{self.model.architecture.fusion}", fusion_ms),
+                  ("head", timings["model"] - sum(stream_ms.values()) - fusion_ms)]
+        return units
+
+
+def frames_in_turn(
     model: AdaptiveFusionDetector, architectures: Sequence[Architecture],
-    frames: Sequence[SensorFrame], rounds: int = 10, threads: int = 2,
-) -> list[dict[str, float]]:
-    """End-to-end FusionPipeline latency (ms, median and p90 of its "total") of each subnet at
-    full allocation, the streams one after another (what the sum of units describes), on
-    `frames` in turn; the subnets take turns frame by frame, so a load that comes and goes
-    hits all of them alike. Leaves the model on the first architecture given."""
+    frames: Sequence[SensorFrame], rounds: int, threads: int, progress: str | None = None,
+    before_frame: Callable[[], object] = lambda: None,
+) -> Iterator[tuple[int, FusionResult]]:
+    """(subnet index, result) of FusionPipeline's frames at full allocation of each subnet,
+    the streams one after another (what a sum of units describes), on `frames` in turn; the
+    subnets take turns frame by frame, so a load that comes and goes hits all of them alike.
+    After a warm-up of each, not yielded; `before_frame` is called before each frame that is.
+    Leaves the model on the first architecture given."""
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -264,17 +314,70 @@ def measure_pipeline_ms(
             policies.append(make_policy("equal_split", model))  # the subnet's whole depths
             pipeline.policy = policies[-1]
             pipeline.warm_up(frames[0], 2)
-        times = [[] for _ in architectures]
-        for _ in range(rounds):
+        for _ in tqdm(range(rounds), desc=progress, disable=progress is None):
             for frame in frames:
                 for index, architecture in enumerate(architectures):
                     model.use_architecture(architecture)
                     pipeline.policy = policies[index]
-                    result = pipeline.run(frame, 1.0, score_threshold=SCORE_THRESHOLD)
-                    times[index].append(result.timings_ms["total"])
+                    before_frame()
+                    yield index, pipeline.run(frame, 1.0, score_threshold=SCORE_THRESHOLD)
+    finally:
         model.use_architecture(architectures[0])
+        torch.set_num_threads(previous_threads)
+
+
+@torch.inference_mode()
+def measure_unit_costs(
+    model: AdaptiveFusionDetector, frames: Sequence[SensorFrame], runs: int = 20,
+    threads: int = 2, progress: bool = False, rapl: RaplMeter | None = None,
+) -> UnitCosts:
+    """Every unit of the model's search space timed inside the frames of its profiling subnets,
+    `runs` rounds over `frames` (scenes as the sensors give them) at `threads` torch threads;
+    the energy with RAPL where it can be read."""
+    if runs < 1:
+        raise ValueError(f"runs must be at least 1, got {runs}")
+    model.eval()
+    rapl = rapl or RaplMeter()
+    timer = UnitTimer(model)
+    samples = {unit: [] for unit in all_units(SearchSpace.of(model.config))}
+    try:
+        for _, result in frames_in_turn(model, profiling_subnets(SearchSpace.of(model.config)),
+                                        frames, runs, threads,
+                                        "profile units" if progress else None,
+                                        before_frame=timer.calls.clear):
+            for unit, ms in timer.frame_units(result):
+                samples[unit].append(ms)
+    finally:
+        timer.remove()
+    latency = {unit: {"median": float(np.median(values)),
+                      "p90": float(np.percentile(values, 90))} for unit, values in samples.items()}
+    energy = None if rapl.absent else measure_unit_energy(model, frames[0], runs, threads, rapl)
+    note = rapl.absent or f"RAPL package energy, {len(rapl.zones)} package(s), whole host"
+    return UnitCosts(model.config.to_dict(), threads, runs, latency, energy, note)
+
+
+def measure_unit_energy(model: AdaptiveFusionDetector, frame: SensorFrame, runs: int,
+                        threads: int, rapl: RaplMeter) -> dict[str, float]:
+    """mJ of each unit, read over `runs` calls of it in a row (unit_calls)."""
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return {unit: rapl.millijoules(call, runs)
+                for unit, call in unit_calls(model, frame).items()}
     finally:
         torch.set_num_threads(previous_threads)
+
+
+@torch.inference_mode()
+def measure_pipeline_ms(
+    model: AdaptiveFusionDetector, architectures: Sequence[Architecture],
+    frames: Sequence[SensorFrame], rounds: int = 10, threads: int = 2,
+) -> list[dict[str, float]]:
+    """End-to-end FusionPipeline latency (ms, median and p90 of its "total") of each subnet at
+    full allocation (frames_in_turn)."""
+    times = [[] for _ in architectures]
+    for index, result in frames_in_turn(model, architectures, frames, rounds, threads):
+        times[index].append(result.timings_ms["total"])
     return [{"median": float(np.median(t)), "p90": float(np.percentile(t, 90))} for t in times]
 
 
