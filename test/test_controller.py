@@ -23,6 +23,7 @@ from adaptive_fusion.lab.evaluation.runner import allocation_flops
 from adaptive_fusion.lab.training.augment import CorruptionSampler
 from adaptive_fusion.lab.training.loss import detection_loss, per_sample_detection_loss
 from adaptive_fusion.lab.training.trainer import ResumeError
+from adaptive_fusion.model.architecture import Architecture, SearchSpace, StreamArchitecture
 from adaptive_fusion.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from adaptive_fusion.model.config import ModelConfig
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
@@ -40,14 +41,15 @@ from adaptive_fusion.policies.costs import (
     flop_cost_table,
     measure_cost_table,
 )
-from adaptive_fusion.policies.learned import LearnedAllocator
+from adaptive_fusion.policies.gate import GateConfig, ModalityGate
+from adaptive_fusion.policies.learned import GateAllocator, LearnedAllocator
 from adaptive_fusion.policies.network import (
     ControllerConfig,
     LayerController,
     corruption_kinds,
     slot_spread,
 )
-from adaptive_fusion.policies.registry import make_policy
+from adaptive_fusion.policies.registry import LearnedPolicy, make_policy
 from adaptive_fusion.policies.selection import (
     modalities_to_run,
     run_mask,
@@ -271,6 +273,42 @@ def small_controller(small_detector):
     torch.manual_seed(1)
     return LayerController(ControllerConfig(channels=(8, 8), hidden=16),
                            small_detector.config).eval()
+
+
+def test_learned_policies_allocate_within_the_subnet_that_runs(small_detector,
+                                                               small_controller):
+    """With a searched subnet, the controller and the DynMM gate choose among its blocks only,
+    its budget a fraction of its blocks; on the full model the policy is the allocator itself."""
+    inputs = blank_inputs(small_detector.config)
+    quality = {"camera": 0.2, "depth": 1.0, "lidar": 0.9}
+    table = flop_cost_table(small_detector)
+    torch.manual_seed(0)
+    gate = ModalityGate(GateConfig(depths=(1, 2, 4), channels=(8,), hidden=16),
+                        small_detector.config)
+    subnet = Architecture({"camera": StreamArchitecture(1, 32, 1, 1),
+                           "depth": StreamArchitecture(4, 64, 2, 1),
+                           "lidar": StreamArchitecture(2, 64, 2, 2)})
+    try:
+        for allocator in (LearnedAllocator(small_controller, table), GateAllocator(gate, table)):
+            policy = LearnedPolicy(allocator, dict.fromkeys(MODALITIES, 4))
+            for blocks in (3, 6, 12):
+                assert policy.allocate(quality, MODALITIES, blocks, inputs) == (
+                    allocator.allocate(inputs, quality, MODALITIES, blocks / 12 *
+                                       table.block_total()))
+            small_detector.use_architecture(subnet)
+            policy = LearnedPolicy(allocator, small_detector.depths)
+            for live in (MODALITIES, ("camera", "lidar")):
+                for blocks in range(1, 8):
+                    allocation = policy.allocate(quality, live, blocks, inputs)
+                    assert allocation and set(allocation) <= set(live)
+                    assert all(max(chosen) < subnet.streams[name].depth
+                               for name, chosen in allocation.items())
+            if allocator.name == "controller":  # the whole subnet's budget: all its blocks
+                everything = policy.allocate(quality, MODALITIES, 7, inputs)
+                assert everything == {name: tuple(range(subnet.streams[name].depth))
+                                      for name in everything}
+    finally:
+        small_detector.use_architecture(SearchSpace.of(small_detector.config).full())
 
 
 def test_learned_allocator_respects_budget_and_liveness(small_detector, small_controller):

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from adaptive_fusion.cli.main import main as cli
+from adaptive_fusion.lab.evaluation.runner import score_frames
 from adaptive_fusion.lab.search.costs import (
+    PipelineSetting,
     RaplMeter,
     UnitCosts,
     UnitCostsError,
@@ -34,6 +36,7 @@ from adaptive_fusion.lab.search.nsga import (
     search,
     validation_scenes,
 )
+from adaptive_fusion.lab.search.report import reference_points
 from adaptive_fusion.model.architecture import Architecture, SearchSpace, StreamArchitecture
 from adaptive_fusion.model.checkpoint import save_checkpoint
 from adaptive_fusion.model.config import ModelConfig
@@ -95,8 +98,8 @@ def test_a_frames_units_are_the_subnets_units_and_add_up_to_its_time(tiny, scene
     timer = UnitTimer(tiny)
     frames = [as_sensor_frame(scenes[0])]
     try:
-        for index, result in frames_in_turn(tiny, subnets, frames, rounds=1, threads=1,
-                                            before_frame=timer.calls.clear):
+        for index, result in frames_in_turn(tiny, [PipelineSetting(a) for a in subnets], frames,
+                                            rounds=1, threads=1, before_frame=timer.calls.clear):
             units = timer.frame_units(result)
             assert Counter(unit for unit, _ in units) == units_of(subnets[index])
             assert sum(ms for _, ms in units) == pytest.approx(result.timings_ms["total"])
@@ -205,10 +208,12 @@ def test_search_command_picks_an_architecture_under_the_limit(tiny, scenes, tmp_
     common = ["search", "--supernet", str(supernet), "--costs", str(costs), "--out", str(out),
               "--evaluations", "8", "--population", "4", "--scenes", str(SCENES),
               "--cache-dir", str(tmp_path / "cache"), "--threads", "1",
-              "--measure-scenes", "1", "--measure-rounds", "1"]
+              "--measure-scenes", "1", "--measure-rounds", "1", "--reference-budgets", "",
+              "--test-scenes", "2"]
     assert cli(common) == 0
     members = json.loads((out / PARETO).read_text())["members"]
     assert (out / "pareto.png").stat().st_size > 0
+    assert all(0 <= m["test_map"] <= 1 for m in members)
     limit = sorted(m["measured_ms"] for m in members)[len(members) // 2]
     assert cli([*common, "--pick-latency", str(limit)]) == 0
     members = json.loads((out / PARETO).read_text())["members"]  # the archive's measurements
@@ -217,6 +222,23 @@ def test_search_command_picks_an_architecture_under_the_limit(tiny, scenes, tmp_
     picked = Architecture.load(out / f"architecture_{limit:g}ms.json", TINY)
     assert picked == Architecture.from_dict(best["architecture"])
     assert cli([*common, "--pick-latency", "0.001"]) == 1  # nothing that fast
+
+
+def test_references_are_measured_through_the_pipeline_as_the_members_are(tiny, scenes):
+    """Today's detector beside the front: its full model scores through the node's pipeline
+    what score_frames gives the front's members; each policy is measured at each budget."""
+    references = reference_points(tiny, scenes, [0.25], measure_frames=1, measure_rounds=2,
+                                  threads=1, policies=("equal_split", "quality_weighted"))
+    full = references[f"today's detector, all {3 * TINY.layers} blocks"]
+    with torch.inference_mode():
+        assert full["validation_map"] == pytest.approx(score_frames(tiny, scenes).mean_ap)
+    assert set(references) == {f"today's detector, all {3 * TINY.layers} blocks",
+                               "equal split, budgets 0.25", "quality weighted, budgets 0.25"}
+    for label in ("equal split, budgets 0.25", "quality weighted, budgets 0.25"):
+        [point] = references[label]
+        assert point["budget"] == 0.25 and 0 <= point["validation_map"] <= 1
+        assert point["measured_ms"] > 0
+    assert tiny.architecture == SearchSpace.of(TINY).full()
 
 
 def test_policies_and_the_budget_work_within_a_subnet(tiny):
@@ -234,8 +256,6 @@ def test_policies_and_the_budget_work_within_a_subnet(tiny):
         allocation = weighted.allocate(dict.fromkeys(live, 1.0), live, 100)
         assert {m: len(b) for m, b in allocation.items()} == {"camera": 1, "depth": 4,
                                                               "lidar": 2}
-        with pytest.raises(ValueError, match="use quality_weighted or equal_split"):
-            make_policy("controller", tiny)
     finally:
         tiny.use_architecture(SearchSpace.of(TINY).full())
 

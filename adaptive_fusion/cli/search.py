@@ -6,13 +6,15 @@ once into --cache-dir) and priced with the unit cost table of `adaptive-fusion p
 (the sum of its units, ms; energy too where the table has it). Writes into --out:
 archive.json (every evaluated genome, after each generation: rerun the same command to resume),
 pareto.json (the front: each member's genome, validation mAP, predicted and measured latency,
-beside the full architecture) and pareto.png; with --pick-latency MS also the architecture file
+and with --test-scenes N its mAP on N test scenes; beside the full architecture and today's
+detector measured the same way: its full model, and the equal split and the learned controller
+at --reference-budgets) and pareto.png; with --pick-latency MS also the architecture file
 of the most accurate member measured within MS, for fusion_node's `architecture` parameter,
 `evaluate --architecture` and bench/bench_pipeline.py --architecture.
 
   adaptive-fusion profile --units --model runs/supernet/best.json --out runs/unit_costs.json
   adaptive-fusion search --supernet runs/supernet/best.json --costs runs/unit_costs.json
-      --out runs/search --pick-latency 40
+      --out runs/search --test-scenes 500 --pick-latency 40
 """
 
 import argparse
@@ -40,6 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--measure-scenes", type=int, default=4,
                         help="scenes the front's end-to-end latency is measured on")
     parser.add_argument("--measure-rounds", type=int, default=5, help="rounds over them")
+    parser.add_argument("--reference-budgets", default="0.25,0.5", metavar="B,B",
+                        help="compute budgets at which today's detector's equal split and "
+                             "controller are measured beside the front ('' for none)")
+    parser.add_argument("--reference-model", help="today's detector (default: the packaged "
+                                                  "model), measured beside the front")
+    parser.add_argument("--test-scenes", type=int, default=0, metavar="N",
+                        help="score the front's members on N test scenes (evaluate's, seeds "
+                             "from 2,000,000), never seen by the search (0 = not)")
     parser.add_argument("--json", action="store_true", help="print pareto.json's content")
 
 
@@ -52,11 +62,13 @@ def run(args: argparse.Namespace) -> int:
     from adaptive_fusion.lab.search.nsga import (
         SearchError,
         SearchSetup,
+        held_out_scenes,
         pick_member,
         search,
         validation_scenes,
     )
     from adaptive_fusion.lab.search.plot import plot_front
+    from adaptive_fusion.lab.search.report import reference_points, score_members_on_test
     from adaptive_fusion.lab.training.cache import CacheError
     from adaptive_fusion.model.architecture import Architecture
     from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint
@@ -69,6 +81,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {', '.join(small) or '--population'} must be at least "
               f"{1 if small else 2}")
         return 2
+    try:
+        budgets = [float(b) for b in args.reference_budgets.split(",") if b.strip()]
+    except ValueError:
+        budgets = [-1.0]
+    if args.test_scenes < 0 or not all(0 < b <= 1 for b in budgets):
+        print("error: --test-scenes must be at least 0 and --reference-budgets fractions in "
+              f"(0, 1], got {args.test_scenes} and {args.reference_budgets!r}")
+        return 2
     torch.set_num_threads(args.threads)
     supernet = args.supernet or str(DEFAULT_MODEL)
     try:
@@ -80,9 +100,23 @@ def run(args: argparse.Namespace) -> int:
         settings = {"supernet": str(Path(supernet).resolve()), "scenes": args.scenes,
                     "seed": args.seed, "population": args.population}
         setup = SearchSetup(model.eval(), costs, scenes, args.latency_max, args.threads)
+        today = (load_checkpoint(args.reference_model or DEFAULT_MODEL)[0].eval()
+                 if budgets else None)
+
+        def report(document: dict) -> None:
+            if today is not None:
+                document["references"].update(reference_points(
+                    today, scenes, budgets, args.measure_scenes, args.measure_rounds,
+                    args.threads, progress=not args.json))
+            if args.test_scenes:
+                score_members_on_test(
+                    model, [*document["members"], document["references"]["full architecture"]],
+                    held_out_scenes(args.test_scenes, args.cache_dir, progress=not args.json),
+                    progress=not args.json)
+
         document = search(setup, args.out, settings, args.evaluations, args.population,
                           args.seed, args.measure_scenes, args.measure_rounds,
-                          progress=not args.json)
+                          progress=not args.json, report=report)
     except (CheckpointError, UnitCostsError, SearchError, CacheError) as error:
         print(f"error: {error}")
         return 2
@@ -104,11 +138,17 @@ def run(args: argparse.Namespace) -> int:
     full = document["references"]["full architecture"]
     print(f"{document['evaluated']} subnets evaluated on {args.scenes} validation scenes; "
           f"front of {len(document['members'])}:")
-    print(f"{'val mAP':>8}{'pred ms':>9}{'meas ms':>9}  genome")
+    print(f"{'val mAP':>8}{'test mAP':>9}{'pred ms':>9}{'meas ms':>9}  genome")
     for member in [*document["members"], full]:
         label = "  (full architecture)" if member is full else ""
-        print(f"{member['validation_map']:>8.3f}{member['predicted_ms']:>9.1f}"
+        test = f"{member['test_map']:>9.3f}" if "test_map" in member else f"{'':>9}"
+        print(f"{member['validation_map']:>8.3f}{test}{member['predicted_ms']:>9.1f}"
               f"{member['measured_ms']:>9.1f}  {member['genome']}{label}")
+    for label, points in document["references"].items():
+        if label != "full architecture":
+            points = points if isinstance(points, list) else [points]
+            print(f"{label}: " + ", ".join(f"{p['validation_map']:.3f} at {p['measured_ms']:.1f}"
+                                           f" ms" for p in points))
     print(f"written: {out / 'pareto.json'}, {out / 'pareto.png'}, {out / 'archive.json'}")
     if picked:
         print(f"picked within {args.pick_latency:g} ms: {picked}")

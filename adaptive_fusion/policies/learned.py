@@ -80,11 +80,12 @@ class LearnedAllocator:
         return self.decide(inputs, quality, live, budget)[0]
 
     def allocate(self, inputs: ModelInputs, quality: Mapping[str, float], live: Sequence[str],
-                 budget: float) -> Allocation:
-        """Blocks per modality that runs; a live modality the controller switches off is left
-        out (no blocks, the detector's absent token), and its budget goes to the others."""
+                 budget: float, depths: Mapping[str, int] | None = None) -> Allocation:
+        """Blocks per modality that runs, among the first depths[name] of each (the subnet
+        that runs; default all); a live modality the controller switches off is left out (no
+        blocks, the detector's absent token), and its budget goes to the others."""
         values, run = self.decide(inputs, quality, live, budget)
-        return select_slots(values, self.table, budget, run, self.modalities)
+        return select_slots(values, self.table, budget, run, self.modalities, depths)
 
 
 class GateAllocator:
@@ -104,8 +105,9 @@ class GateAllocator:
 
     @torch.inference_mode()
     def choose(self, inputs: ModelInputs, quality: Mapping[str, float], live: Sequence[str],
-               budget: float) -> int:
-        """Index of the path the gate picks among the feasible ones (see feasible_paths)."""
+               budget: float, depths: Mapping[str, int] | None = None) -> int:
+        """Index of the path the gate picks among the feasible ones (see feasible_paths) that
+        the subnet has (no more than depths[name] blocks of each; default all)."""
         budget = float(budget)
         if not math.isfinite(budget) or budget < 0:
             raise ValueError(f"budget must be a finite non-negative cost, got {budget}")
@@ -120,8 +122,11 @@ class GateAllocator:
         fraction = torch.tensor([budget / self.block_total if self.block_total > 0 else 1.0])
         logits = self.gate(self.gate.views(rasters), scores.to(device), live_flags.to(device),
                            fraction.to(device))[0].cpu()
-        allowed = feasible_paths(self.gate.paths.cpu(), self.costs, live_flags,
+        paths = self.gate.paths.cpu()
+        allowed = feasible_paths(paths, self.costs, live_flags,
                                  torch.tensor([budget], dtype=self.costs.dtype))[0]
+        if depths is not None:
+            allowed &= (paths <= torch.tensor([depths[name] for name in self.modalities])).all(1)
         return int(logits.masked_fill(~allowed, -math.inf).argmax())
 
     def path_allocation(self, index: int) -> Allocation:
@@ -134,5 +139,5 @@ class GateAllocator:
         return self.table.fixed + float(self.costs[index])
 
     def allocate(self, inputs: ModelInputs, quality: Mapping[str, float], live: Sequence[str],
-                 budget: float) -> Allocation:
-        return self.path_allocation(self.choose(inputs, quality, live, budget))
+                 budget: float, depths: Mapping[str, int] | None = None) -> Allocation:
+        return self.path_allocation(self.choose(inputs, quality, live, budget, depths))

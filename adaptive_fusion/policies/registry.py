@@ -25,6 +25,7 @@ from adaptive_fusion.model.inputs import ModelInputs
 from adaptive_fusion.policies.checkpoint import DEFAULT_CONTROLLER, DEFAULT_GATE
 from adaptive_fusion.policies.costs import flop_cost_table
 from adaptive_fusion.policies.learned import GateAllocator, LearnedAllocator
+from adaptive_fusion.policies.selection import cost_matrix, subnet_slots
 
 
 class AllocationPolicy(Protocol):
@@ -116,13 +117,22 @@ def _largest_remainder(weights: np.ndarray, total: int, caps: np.ndarray) -> np.
 
 class LearnedPolicy:
     """A learned allocator (the layer controller, or the DynMM gate) behind the runtime's block
-    budget: `total_blocks` of the full model's becomes the same fraction of the blocks' cost in
-    the allocator's table (its budget input)."""
+    budget, within the subnet that runs (`depths`, blocks per modality): `total_blocks` of the
+    subnet's becomes the same fraction of its blocks' cost in the allocator's table (the budget
+    input), and the allocator chooses among the subnet's blocks only.
 
-    def __init__(self, allocator: LearnedAllocator | GateAllocator, full_blocks: int):
+    A subnet's blocks may be narrower than the full model's the allocator was trained on; it
+    prices them at full width, so it sees a budget no larger than the subnet's share of the
+    full model, the range it was trained over."""
+
+    def __init__(self, allocator: LearnedAllocator | GateAllocator, depths: Mapping[str, int]):
         self.allocator = allocator
         self.name = allocator.name
-        self.full_blocks = full_blocks
+        self.depths = dict(depths)
+        self.full_blocks = sum(self.depths.values())
+        costs = cost_matrix(allocator.table, allocator.modalities)
+        self.subnet_cost = float(costs[subnet_slots(self.depths, allocator.modalities,
+                                                    costs.shape[1])].sum())
 
     def allocate(
         self, quality: Mapping[str, float], live: Sequence[str], total_blocks: int,
@@ -130,8 +140,8 @@ class LearnedPolicy:
     ) -> Allocation:
         if inputs is None:
             raise ValueError(f"the {self.name} policy needs the frame's model inputs")
-        budget = total_blocks / self.full_blocks * self.allocator.block_total
-        return self.allocator.allocate(inputs, quality, live, budget)
+        budget = total_blocks / self.full_blocks * self.subnet_cost
+        return self.allocator.allocate(inputs, quality, live, budget, self.depths)
 
 
 LEARNED = {LearnedAllocator.name: (LearnedAllocator, DEFAULT_CONTROLLER),
@@ -144,23 +154,15 @@ def make_policy(
 ) -> AllocationPolicy:
     """The named policy for `model`, within the subnet it runs (model.use_architecture); a
     learned one ("controller", "dynmm") loads `checkpoint` (default: the packaged one) and
-    raises CheckpointError when it is missing or does not fit the model, ValueError when the
-    subnet is shallower than the full model."""
+    raises CheckpointError when it is missing or does not fit the model."""
     config = model.config
     if name in LEARNED:
-        shallower = {m: depth for m, depth in model.depths.items() if depth < config.layers}
-        if shallower:
-            # Its slots are every block of the full model: it would pick blocks the subnet
-            # does not have, and it never learned what the subnet's blocks are worth.
-            raise ValueError(f"the {name} policy allocates the full model's {config.layers} "
-                             f"blocks per modality; the architecture in use has fewer "
-                             f"({shallower}): use quality_weighted or equal_split with it")
         allocator_class, default = LEARNED[name]
         allocator = allocator_class(checkpoint or default, flop_cost_table(model))
         if allocator.model_config != config:
             raise CheckpointError(f"the {name} was trained for another detector "
                                   f"({allocator.model_config} vs {config})")
-        return LearnedPolicy(allocator, sum(model.depths.values()))
+        return LearnedPolicy(allocator, model.depths)
     rules = {policy.name: policy for policy in (QualityWeightedPolicy, EqualSplitPolicy)}
     if name not in rules:
         raise ValueError(f"unknown allocation policy {name!r}; known: {', '.join(POLICIES)}")

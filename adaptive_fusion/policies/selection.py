@@ -67,17 +67,19 @@ def modalities_to_run(use_logits: np.ndarray | None, live: Sequence[str],
 
 
 def greedy_fill(priority: np.ndarray, costs: np.ndarray, budget: float,
-                run: np.ndarray) -> np.ndarray:
+                run: np.ndarray, available: np.ndarray | None = None) -> np.ndarray:
     """Bool (modalities, layers) of the chosen slots: block 0 of each modality that runs, then
     its other slots by descending priority (ties: earlier modality, then earlier block) as long
     as each still fits the budget; a slot that does not fit is passed over for cheaper ones
-    further down."""
+    further down. available: bool (modalities, layers), the slots a subnet has (default all)."""
     chosen = np.zeros(costs.shape, dtype=bool)
     chosen[run, 0] = True
     spent = float(costs[run, 0].sum())
     limit = budget + FILL_TOLERANCE * max(1.0, abs(budget))
     candidates = np.zeros(costs.shape, dtype=bool)
     candidates[run, 1:] = True
+    if available is not None:
+        candidates &= available
     rows, cols = np.nonzero(candidates)
     # lexsort sorts by its last key first: priority descending, then row, then column.
     for k in np.lexsort((cols, rows, -priority[rows, cols])):
@@ -100,11 +102,13 @@ def as_allocation(chosen: np.ndarray, modalities: Sequence[str]) -> Allocation:
 
 
 def select_slots(scores: np.ndarray, table: CostTable, budget: float, run: Sequence[str],
-                 modalities: Sequence[str]) -> Allocation:
+                 modalities: Sequence[str], depths: Mapping[str, int] | None = None
+                 ) -> Allocation:
     """scores (len(modalities), layers): non-negative value of every (modality, block) slot;
     budget in the table's unit for the blocks only; run: the modalities that run (the live
-    ones, or modalities_to_run's choice among them). Returns modality -> sorted block indices
-    for those (block 0 even when it alone exceeds the budget)."""
+    ones, or modalities_to_run's choice among them); depths: the blocks each modality has in
+    the subnet that runs (default: all). Returns modality -> sorted block indices for those
+    (block 0 even when it alone exceeds the budget)."""
     scores = np.asarray(scores, dtype=np.float64)
     costs = cost_matrix(table, modalities)
     if scores.shape != costs.shape:
@@ -117,8 +121,15 @@ def select_slots(scores: np.ndarray, table: CostTable, budget: float, run: Seque
         raise ValueError(f"budget must be a finite non-negative cost, got {budget}")
     with np.errstate(divide="ignore"):
         priority = log_priority(np.log(scores), costs)
-    return as_allocation(greedy_fill(priority, costs, budget, modality_mask(run, modalities)),
-                         modalities)
+    available = None if depths is None else subnet_slots(depths, modalities, costs.shape[1])
+    return as_allocation(greedy_fill(priority, costs, budget, modality_mask(run, modalities),
+                                     available), modalities)
+
+
+def subnet_slots(depths: Mapping[str, int], modalities: Sequence[str], layers: int
+                 ) -> np.ndarray:
+    """Bool (modalities, layers): the first depths[name] blocks of each modality."""
+    return np.arange(layers)[None, :] < np.array([[depths[name]] for name in modalities])
 
 
 def check_temperature(temperature: float) -> None:

@@ -293,36 +293,47 @@ class UnitTimer:
         return units
 
 
+@dataclass(frozen=True)
+class PipelineSetting:
+    """What FusionPipeline runs for a measurement: a subnet, the policy that allocates within
+    it and the compute budget (a fraction of the subnet's blocks)."""
+
+    architecture: Architecture
+    policy: str = "equal_split"
+    fraction: float = 1.0
+
+
 def frames_in_turn(
-    model: AdaptiveFusionDetector, architectures: Sequence[Architecture],
+    model: AdaptiveFusionDetector, settings: Sequence[PipelineSetting],
     frames: Sequence[SensorFrame], rounds: int, threads: int, progress: str | None = None,
     before_frame: Callable[[], object] = lambda: None,
 ) -> Iterator[tuple[int, FusionResult]]:
-    """(subnet index, result) of FusionPipeline's frames at full allocation of each subnet,
-    the streams one after another (what a sum of units describes), on `frames` in turn; the
-    subnets take turns frame by frame, so a load that comes and goes hits all of them alike.
-    After a warm-up of each, not yielded; `before_frame` is called before each frame that is.
-    Leaves the model on the first architecture given."""
+    """(setting index, result) of FusionPipeline's frames in each setting, the streams one after
+    another (what a sum of units describes), on `frames` in turn; the settings take turns frame
+    by frame, so a load that comes and goes hits all of them alike. After a warm-up of each, not
+    yielded; `before_frame` is called before each frame that is. Leaves the model on the first
+    setting's architecture."""
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         pipeline = FusionPipeline(model, make_policy("equal_split", model),
                                   streams="one_after_another")
         policies = []
-        for architecture in architectures:
-            model.use_architecture(architecture)
-            policies.append(make_policy("equal_split", model))  # the subnet's whole depths
+        for setting in settings:
+            model.use_architecture(setting.architecture)
+            policies.append(make_policy(setting.policy, model))  # within the subnet's depths
             pipeline.policy = policies[-1]
             pipeline.warm_up(frames[0], 2)
         for _ in tqdm(range(rounds), desc=progress, disable=progress is None):
             for frame in frames:
-                for index, architecture in enumerate(architectures):
-                    model.use_architecture(architecture)
+                for index, setting in enumerate(settings):
+                    model.use_architecture(setting.architecture)
                     pipeline.policy = policies[index]
                     before_frame()
-                    yield index, pipeline.run(frame, 1.0, score_threshold=SCORE_THRESHOLD)
+                    yield index, pipeline.run(frame, setting.fraction,
+                                              score_threshold=SCORE_THRESHOLD)
     finally:
-        model.use_architecture(architectures[0])
+        model.use_architecture(settings[0].architecture)
         torch.set_num_threads(previous_threads)
 
 
@@ -341,7 +352,8 @@ def measure_unit_costs(
     timer = UnitTimer(model)
     samples = {unit: [] for unit in all_units(SearchSpace.of(model.config))}
     try:
-        for _, result in frames_in_turn(model, profiling_subnets(SearchSpace.of(model.config)),
+        subnets = profiling_subnets(SearchSpace.of(model.config))
+        for _, result in frames_in_turn(model, [PipelineSetting(a) for a in subnets],
                                         frames, runs, threads,
                                         "profile units" if progress else None,
                                         before_frame=timer.calls.clear):
@@ -370,13 +382,13 @@ def measure_unit_energy(model: AdaptiveFusionDetector, frame: SensorFrame, runs:
 
 @torch.inference_mode()
 def measure_pipeline_ms(
-    model: AdaptiveFusionDetector, architectures: Sequence[Architecture],
+    model: AdaptiveFusionDetector, settings: Sequence[PipelineSetting],
     frames: Sequence[SensorFrame], rounds: int = 10, threads: int = 2,
 ) -> list[dict[str, float]]:
-    """End-to-end FusionPipeline latency (ms, median and p90 of its "total") of each subnet at
-    full allocation (frames_in_turn)."""
-    times = [[] for _ in architectures]
-    for index, result in frames_in_turn(model, architectures, frames, rounds, threads):
+    """End-to-end FusionPipeline latency (ms, median and p90 of its "total") in each setting
+    (frames_in_turn)."""
+    times = [[] for _ in settings]
+    for index, result in frames_in_turn(model, settings, frames, rounds, threads):
         times[index].append(result.timings_ms["total"])
     return [{"median": float(np.median(t)), "p90": float(np.percentile(t, 90))} for t in times]
 
@@ -391,7 +403,8 @@ def check_additive(
     rng = np.random.default_rng(seed)
     architectures = [space.full(), space.smallest(),
                      *(space.sample(rng) for _ in range(max(0, subnets - 2)))][:subnets]
-    measured = measure_pipeline_ms(model, architectures, frames, rounds, costs.threads)
+    measured = measure_pipeline_ms(model, [PipelineSetting(a) for a in architectures], frames,
+                                   rounds, costs.threads)
     rows = []
     for architecture, measurement in zip(architectures, measured, strict=True):
         predicted = costs.predict_ms(architecture)

@@ -12,6 +12,7 @@ again are read from the archive, so it reaches the same state for free and goes 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +21,9 @@ import torch
 from tqdm import tqdm
 
 from adaptive_fusion.core.frames import FrameSet
+from adaptive_fusion.lab.evaluation.report import TEST_FIRST_SEED
 from adaptive_fusion.lab.evaluation.runner import score_frames
-from adaptive_fusion.lab.search.costs import UnitCosts, measure_pipeline_ms
+from adaptive_fusion.lab.search.costs import PipelineSetting, UnitCosts, measure_pipeline_ms
 from adaptive_fusion.lab.search.genome import GenomeCoding
 from adaptive_fusion.lab.training.cache import build_cache, frame_path, load_frames
 from adaptive_fusion.model.architecture import Architecture, SearchSpace
@@ -44,8 +46,18 @@ def validation_scenes(count: int, cache_dir: str | Path, progress: bool = False
                       ) -> list[FrameSet]:
     """The first `count` validation scenes, rendered into `cache_dir`/val<count> the first
     time."""
-    directory = Path(cache_dir) / f"val{count}"
-    seeds = list(range(VALIDATION_FIRST_SEED, VALIDATION_FIRST_SEED + count))
+    return cached_scenes(VALIDATION_FIRST_SEED, count, Path(cache_dir) / f"val{count}", progress)
+
+
+def held_out_scenes(count: int, cache_dir: str | Path, progress: bool = False) -> list[FrameSet]:
+    """The first `count` test scenes (evaluate's), rendered into `cache_dir`/test<count> the
+    first time."""
+    return cached_scenes(TEST_FIRST_SEED, count, Path(cache_dir) / f"test{count}", progress)
+
+
+def cached_scenes(first_seed: int, count: int, directory: Path, progress: bool
+                  ) -> list[FrameSet]:
+    seeds = list(range(first_seed, first_seed + count))
     build_cache(directory, WorldConfig(), seeds, show_progress=progress)
     return [load_frames(frame_path(directory, seed)) for seed in seeds]
 
@@ -211,8 +223,9 @@ def measure_members(evaluator: Evaluator, members: list[dict], frames: list[Sens
     todo = [m for m in members if m["genome"] not in archive.measured_ms]
     if todo:
         architectures = [coding.decode(m["genome"].split(",")) for m in todo]
-        measured = measure_pipeline_ms(evaluator.setup.model, architectures, frames, rounds,
-                                       evaluator.setup.threads)
+        measured = measure_pipeline_ms(evaluator.setup.model,
+                                       [PipelineSetting(a) for a in architectures], frames,
+                                       rounds, evaluator.setup.threads)
         for member, measurement in zip(todo, measured, strict=True):
             archive.measured_ms[member["genome"]] = measurement["median"]
     for member in members:
@@ -227,9 +240,11 @@ def pick_member(members: list[dict], latency_ms: float) -> dict | None:
 
 def search(setup: SearchSetup, out: str | Path, settings: dict, evaluations: int = 300,
            population: int = 30, seed: int = 0, measure_frames: int = 4, measure_rounds: int = 5,
-           progress: bool = False) -> dict:
+           progress: bool = False, report: Callable[[dict], object] = lambda document: None,
+           ) -> dict:
     """Runs (or resumes) the search into `out`: archive.json, then pareto.json with the front
-    and the full architecture, both measured end to end; returns the pareto document."""
+    and the full architecture, both measured end to end, and whatever `report` adds to the
+    document (lab/search/report.py: references, test scores); returns the document."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     archive_path = out / ARCHIVE
@@ -253,5 +268,6 @@ def search(setup: SearchSetup, out: str | Path, settings: dict, evaluations: int
                                *(["predicted energy (mJ)"] if evaluator.uses_energy else [])],
                 "latency_max_ms": setup.latency_max_ms, "energy": setup.costs.energy_note,
                 "members": members, "references": {"full architecture": full}}
+    report(document)
     (out / PARETO).write_text(json.dumps(document, indent=2) + "\n")
     return document

@@ -1,6 +1,7 @@
-"""pareto.png: the search's front, validation mAP against measured pipeline latency, beside
-reference points (the full architecture; any other method measured the same way, such as the
-equal split or the controller at their budgets, by the label it is given)."""
+"""pareto.png: the search's front, validation mAP (and test mAP where scored) against measured
+pipeline latency, beside reference points (the full architecture; any other method measured the
+same way, such as the equal split or the controller at their budgets, by the label it is
+given)."""
 
 from pathlib import Path
 
@@ -21,6 +22,10 @@ def plot_front(document: dict, path: str | Path) -> Path:
     members = document["members"]
     axes.plot([m["measured_ms"] for m in members], [m["validation_map"] for m in members],
               "o", label=f"Pareto front ({len(members)} subnets)")
+    tested = [m for m in members if "test_map" in m]
+    if tested:
+        axes.plot([m["measured_ms"] for m in tested], [m["test_map"] for m in tested], "o",
+                  markerfacecolor="none", color="C0", label="the same subnets, test mAP")
     for marker, (label, points) in zip(REFERENCE_MARKERS, document["references"].items(),
                                        strict=False):
         points = points if isinstance(points, list) else [points]
@@ -28,7 +33,7 @@ def plot_front(document: dict, path: str | Path) -> Path:
                   marker, linestyle="--" if len(points) > 1 else "", markersize=8, label=label)
     settings = document["settings"]
     axes.set_xlabel("measured pipeline latency per frame (ms, batch 1)")
-    axes.set_ylabel(f"validation mAP ({settings['scenes']} scenes)")
+    axes.set_ylabel(f"mAP (validation: {settings['scenes']} scenes)")
     axes.set_title(f"architecture search: {document['evaluated']} subnets evaluated")
     axes.grid(alpha=0.3)
     axes.legend(loc="best")
