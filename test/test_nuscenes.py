@@ -29,8 +29,8 @@ def world(tmp_path_factory):
     """Three test scenes of the world and the nuScenes dataroot they were written to."""
     frames = render_test_set(3, FIRST_SEED)
     dataroot = tmp_path_factory.mktemp("nuscenes")
-    export_world(str(dataroot), VERSION, SPLIT,
-                 list(zip(range(FIRST_SEED, FIRST_SEED + 3), frames, strict=True)),
+    export_world(str(dataroot), VERSION,
+                 {SPLIT: list(zip(range(FIRST_SEED, FIRST_SEED + 3), frames, strict=True))},
                  WorldConfig().lidar_height)
     return frames, str(dataroot)
 

@@ -362,6 +362,11 @@ def test_tiny_training_learns_checkpoints_and_resumes_exactly(tmp_path):
     values["schedule"]["max_steps"] = 3  # a longer run of the same config may resume,
     values["data"]["sample_threads"] = 1  # its batches made otherwise
     stopped.write_text(yaml.safe_dump(values))
+    # a run saved before a config key existed (data.nuscenes) reads as having its default
+    last = tmp_path / "stopped" / "last.json"
+    document = json.loads(last.read_text())
+    del document["training"]["config"]["data"]["nuscenes"]
+    last.write_text(json.dumps(document))
     resumed = run_trainer(stopped, resume=True)
     assert resumed["step"] == 3
     a = load_file(str(tmp_path / "straight" / "last.safetensors"))

@@ -5,9 +5,11 @@
       OUT/submission.json (nuScenes' detection results format) and prints nuscenes-devkit's mAP
       and NDS (DetectionEval, detection_cvpr_2019 narrowed to car, pedestrian, bicycle) beside
       the package's own mAP on the same detections.
-  adaptive-fusion nuscenes export-world DATAROOT [--scenes 50]
+  adaptive-fusion nuscenes export-world DATAROOT [--scenes 50] [--train-scenes N --val-scenes M]
       renders the world's test scenes and writes them as a nuScenes dataroot (version
-      v1.0-world, custom split world_test) that `evaluate` reads like nuScenes itself.
+      v1.0-world, custom split world_test) that `evaluate` reads like nuScenes itself; with
+      --train-scenes / --val-scenes also training and validation scenes (splits world_train,
+      world_val) that `adaptive-fusion train` reads like nuScenes' (data.nuscenes).
 
 The numbers of docs/model.md:
 
@@ -20,6 +22,9 @@ import json
 
 WORLD_VERSION = "v1.0-world"
 WORLD_SPLIT = "world_test"
+# Training and validation splits of the export, from the seeds the trainers use for each (0..
+# and 1e6..; lab/training/config.py), so that they never share a scene with world_test.
+WORLD_SPLIT_SEEDS = {"world_train": 0, "world_val": 1_000_000}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     export.add_argument("--scenes", type=int, default=50, help="number of test scenes (50)")
     export.add_argument("--first-seed", type=int, help="first scene seed (default: the test "
                                                         "scenes', 2000000)")
+    export.add_argument("--train-scenes", type=int, default=0,
+                        help="also write this many training scenes as split world_train (0)")
+    export.add_argument("--val-scenes", type=int, default=0,
+                        help="also write this many validation scenes as split world_val (0)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,38 +66,35 @@ def run_export(args: argparse.Namespace) -> int:
     from adaptive_fusion.lab.nuscenes.world_export import export_world
     from adaptive_fusion.sim.config import WorldConfig
 
-    if args.scenes < 1:
-        print("error: --scenes must be at least 1")
+    counts = {WORLD_SPLIT: args.scenes, "world_train": args.train_scenes,
+              "world_val": args.val_scenes}
+    if args.scenes < 1 or min(counts.values()) < 0:
+        print("error: --scenes must be at least 1, --train-scenes and --val-scenes at least 0")
         return 2
-    first = TEST_FIRST_SEED if args.first_seed is None else args.first_seed
+    first = {WORLD_SPLIT: TEST_FIRST_SEED if args.first_seed is None else args.first_seed,
+             **WORLD_SPLIT_SEEDS}
     world = WorldConfig()
-    frames = render_test_set(args.scenes, first, world, show_progress=True)
-    export_world(args.dataroot, WORLD_VERSION, WORLD_SPLIT,
-                 list(zip(range(first, first + args.scenes), frames, strict=True)),
-                 world.lidar_height)
-    print(f"{args.dataroot}: {args.scenes} scenes as nuScenes version {WORLD_VERSION}, split "
-          f"{WORLD_SPLIT}")
+    splits = {split: list(zip(range(first[split], first[split] + count),
+                              render_test_set(count, first[split], world, show_progress=True),
+                              strict=True))
+              for split, count in counts.items() if count}
+    export_world(args.dataroot, WORLD_VERSION, splits, world.lidar_height)
+    written = ", ".join(f"{split} ({len(scenes)} scenes)" for split, scenes in splits.items())
+    print(f"{args.dataroot}: nuScenes version {WORLD_VERSION}, splits {written}")
     return 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    import os
-
     import torch
-    from nuscenes.nuscenes import NuScenes
 
-    from adaptive_fusion.lab.nuscenes.reader import NuScenesFrames
+    from adaptive_fusion.lab.nuscenes.reader import NuScenesFrames, open_nuscenes
     from adaptive_fusion.lab.nuscenes.scoring import score_split
     from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint
 
     torch.set_num_threads(args.threads)
-    if not os.path.isdir(os.path.join(args.dataroot, args.version)):
-        print(f"error: {os.path.join(args.dataroot, args.version)}: no such folder (a nuScenes "
-              "dataroot holds one folder of tables per version)")
-        return 2
     try:
         model, _ = load_checkpoint(args.model or DEFAULT_MODEL)
-        frames = NuScenesFrames(NuScenes(args.version, args.dataroot, verbose=False), args.split,
+        frames = NuScenesFrames(open_nuscenes(args.dataroot, args.version), args.split,
                                 args.depth)
     except (CheckpointError, ValueError, KeyError) as error:
         print(f"error: {error}")

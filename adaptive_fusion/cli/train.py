@@ -1,6 +1,7 @@
 """Train the adaptive-depth fusion detector from a YAML config (also under torchrun).
 
-Renders the synthetic training and validation data once into the config's cache directory,
+Renders the synthetic training and validation data once into the config's cache directory (or
+with data.nuscenes, reads a nuScenes dataroot's splits into it: config/training/nuscenes_mini.yaml),
 then trains with LayerDrop, modality dropout and corruption augmentation, writing
 <out_dir>/last.{safetensors,json} every few minutes and per epoch and <out_dir>/best.* by
 validation mAP. Data-parallel: `torchrun --nproc_per_node N -m adaptive_fusion.cli.main train

@@ -479,8 +479,14 @@ def corrupt(frames: FrameSet, spec: dict, seed: int) -> FrameSet:
             f"unknown spec keys {sorted(unknown)}; known: {', '.join(CORRUPTIONS)}, scene"
         )
     rngs = {m: np.random.default_rng([seed, i]) for i, m in enumerate(("scene", *CORRUPTIONS))}
-    distance = ray_distance(frames.depth, frames.calib.K)  # from the clean depth
-    image, depth, points = frames.image.copy(), frames.depth.copy(), frames.points.copy()
+    image, points = frames.image.copy(), frames.points.copy()
+    depth = distance = None  # a frame set without a depth camera (nuScenes) has neither
+    if frames.depth is not None:
+        distance = ray_distance(frames.depth, frames.calib.K)  # from the clean depth
+        depth = frames.depth.copy()
+    elif "depth" in spec or "scene" in spec:
+        raise CorruptionError("this frame set has no depth image: it has no depth to corrupt, "
+                              "nor the distances fog needs")
     for kind, severity in _as_list(spec.get("scene", [])):
         if kind not in SCENE_EVENTS:
             raise CorruptionError(f"unknown scene event {kind!r}; known: {SCENE_EVENTS}")

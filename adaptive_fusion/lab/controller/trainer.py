@@ -71,8 +71,8 @@ class ControllerTrainer(EpochLoop):
         self.model_config = self.detector.config
         self.modalities = self.model_config.modalities
         self.table = flop_cost_table(self.detector)
-        self.manifests, self.train_files, self.val_files = cached_splits(config.data,
-                                                                         self.show)
+        self.manifests, self.train_files, self.val_files = cached_splits(
+            config.data, self.model_config, self.show)
         self.controller = LayerController(config.controller_config(), self.model_config)
         schedule = config.schedule
         self.steps_per_epoch = len(self.train_files) // schedule.batch_size

@@ -71,7 +71,8 @@ class GateTrainer:
         self.modalities = tuple(self.detector.config.modalities)
         torch.manual_seed(config.seed)
         self.gate = ModalityGate(config.gate_config(), self.detector.config)
-        self.manifests, train_files, val_files = cached_splits(config.data, show_progress)
+        self.manifests, train_files, val_files = cached_splits(
+            config.data, self.detector.config, show_progress)
         tables = self.out / "table"
         self.val = self._usable(build_table(
             self.detector, self.gate, val_files, config.data.corruptions,

@@ -7,6 +7,7 @@ with a dead sensor); `depth="lidar"` gives it the lidar returns projected into t
 sparse depth image. docs/model.md reports both on the world's scenes.
 """
 
+import os
 from collections.abc import Sequence
 
 import cv2
@@ -46,6 +47,15 @@ DEPTH_SOURCES = ("absent", "lidar")
 
 def default_attribute(label: int) -> str:
     return STANDING_ATTRIBUTE[DETECTION_NAME_BY_CLASS[CLASSES[label]]]
+
+
+def open_nuscenes(dataroot: str, version: str) -> NuScenes:
+    """The devkit's NuScenes on a dataroot's tables of this version; a ValueError naming the
+    folder when it is missing (the devkit asserts, which the CLI would not report)."""
+    if not os.path.isdir(os.path.join(dataroot, version)):
+        raise ValueError(f"{os.path.join(dataroot, version)}: no such folder (a nuScenes dataroot "
+                         "holds one folder of tables per version)")
+    return NuScenes(version, dataroot, verbose=False)
 
 
 def split_sample_tokens(nusc: NuScenes, split: str) -> list[str]:

@@ -4,7 +4,7 @@ cannot be downloaded. Written by hand: the devkit only reads this schema.
 
     <dataroot>/<version>/{scene,sample,sample_data,sample_annotation,instance,category,attribute,
                           visibility,sensor,calibrated_sensor,ego_pose,log,map}.json
-    <dataroot>/<version>/splits.json      the devkit's custom split: {split: [scene names]}
+    <dataroot>/<version>/splits.json      the devkit's custom splits: {split: [scene names]}
     <dataroot>/<version>/meta.json        the world's lidar beam pattern (sim/dataset.py's meta)
     <dataroot>/samples/CAM_FRONT/<scene>.png
     <dataroot>/samples/LIDAR_TOP/<scene>.pcd.bin   float32 x, y, z, intensity (0-255), ring
@@ -152,8 +152,9 @@ class NuScenesWriter:
                 "rotation": list(box.orientation.elements), "prev": "", "next": "",
                 "num_lidar_pts": int(returns[k]), "num_radar_pts": 0})
 
-    def close(self, split: str, lidar: LidarModel) -> None:
-        """Write the tables, the split file, the beam pattern and the map mask."""
+    def close(self, splits: dict[str, list[str]], lidar: LidarModel) -> None:
+        """Write the tables, the split file (scene names by split), the beam pattern and the map
+        mask."""
         map_file = "maps/world.png"
         os.makedirs(os.path.join(self.dataroot, "maps"), exist_ok=True)
         cv2.imwrite(os.path.join(self.dataroot, map_file), np.zeros((8, 8), np.uint8))
@@ -181,17 +182,20 @@ class NuScenesWriter:
             with open(os.path.join(table_root, f"{name}.json"), "w") as f:
                 json.dump(rows, f, indent=0)
         with open(os.path.join(table_root, "splits.json"), "w") as f:
-            json.dump({split: self.scene_names}, f, indent=0)
+            json.dump(splits, f, indent=0)
         write_meta(table_root, lidar, {"generator": "adaptive-fusion nuscenes export-world"})
 
 
-def export_world(dataroot: str, version: str, split: str, scenes: list[tuple[int, FrameSet]],
-                 lidar_height: float) -> list[str]:
-    """Write (seed, frame set) scenes as a nuScenes dataroot; returns their sample tokens.
-    Scene names are "world-<seed>"."""
+def export_world(dataroot: str, version: str, splits: dict[str, list[tuple[int, FrameSet]]],
+                 lidar_height: float) -> dict[str, list[str]]:
+    """Write (seed, frame set) scenes of each split as one nuScenes dataroot; returns the
+    sample tokens of each split. Scene names are "world-<seed>"."""
+    scenes = [scene for split_scenes in splits.values() for scene in split_scenes]
     if not scenes:
         raise ValueError("no scenes to export")
     writer = NuScenesWriter(dataroot, version, lidar_height)
-    tokens = [writer.add_scene(f"world-{seed}", seed, frames) for seed, frames in scenes]
-    writer.close(split, scenes[0][1].lidar)
+    tokens = {split: [writer.add_scene(f"world-{seed}", seed, frames) for seed, frames in
+                      split_scenes] for split, split_scenes in splits.items()}
+    writer.close({split: [f"world-{seed}" for seed, _ in split_scenes]
+                  for split, split_scenes in splits.items()}, scenes[0][1].lidar)
     return tokens

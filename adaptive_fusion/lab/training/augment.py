@@ -18,7 +18,8 @@ def mirror(frames: FrameSet) -> FrameSet:
 
     Points and boxes get y -> -y and yaw -> -yaw; images are flipped left-right; the calibration
     becomes T' = Mc T Ml with cx' = W - cx, which projects every mirrored point to the flipped
-    pixel, so the result is again a consistent frame set (exactly, for any calibration)."""
+    pixel, so the result is again a consistent frame set (exactly, for any calibration). A frame
+    set without a depth camera (nuScenes) stays without one."""
     calib = frames.calib
     K = calib.K.copy()
     K[0, 2] = calib.width - K[0, 2]
@@ -33,7 +34,7 @@ def mirror(frames: FrameSet) -> FrameSet:
     return dataclasses.replace(
         frames,
         image=np.ascontiguousarray(frames.image[:, ::-1]),
-        depth=np.ascontiguousarray(frames.depth[:, ::-1]),
+        depth=None if frames.depth is None else np.ascontiguousarray(frames.depth[:, ::-1]),
         points=points,
         calib=Calibration(K=K, width=calib.width, height=calib.height, T_cam_lidar=T),
         objects=Objects(
@@ -78,6 +79,9 @@ class CorruptionSampler:
 
     def apply_with_spec(self, frames: FrameSet, rng: np.random.Generator) -> tuple[FrameSet, dict]:
         """`apply`, also returning the spec it drew (the labels a layer controller learns to
-        recognise corruption from)."""
+        recognise corruption from). A frame set without a depth camera (nuScenes) has its depth
+        corruption left out after the draw, so that the other draws are a full frame set's."""
         spec = self.sample(rng)
+        if frames.depth is None:
+            spec.pop("depth", None)
         return (corrupt(frames, spec, int(rng.integers(2**31))) if spec else frames), spec

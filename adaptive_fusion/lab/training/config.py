@@ -18,11 +18,41 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class NuScenesDataConfig:
+    """Frames from a nuScenes-layout dataroot instead of the rendered world: CAM_FRONT and
+    LIDAR_TOP of each keyframe sample of the splits, read with nuscenes-devkit
+    (lab/nuscenes/reader.py) into the same cache. Unused while `dataroot` is empty."""
+
+    dataroot: str = ""
+    version: str = "v1.0-mini"
+    train_split: str = "mini_train"  # nuScenes' own split, or one of <version>/splits.json
+    val_split: str = "mini_val"
+    depth: str = "absent"  # the depth camera nuScenes lacks: "absent", or "lidar" (projected)
+
+    @property
+    def used(self) -> bool:
+        return bool(self.dataroot)
+
+    def __post_init__(self):
+        if not self.used:
+            return
+        # The devkit is imported only by configs that read nuScenes.
+        from adaptive_fusion.lab.nuscenes.reader import DEPTH_SOURCES
+
+        if self.depth not in DEPTH_SOURCES:
+            raise ConfigError(f"data.nuscenes.depth must be one of {DEPTH_SOURCES}, "
+                              f"got {self.depth!r}")
+
+
+@dataclass
 class DataConfig:
     cache_dir: str = "runs/cache"
     world: dict = field(default_factory=dict)  # WorldConfig overrides
     train_seeds: list[int] = field(default_factory=lambda: [0, 4000])  # [start, stop)
     val_seeds: list[int] = field(default_factory=lambda: [1_000_000, 1_000_100])
+    # With a dataroot, train and validate on nuScenes instead of the world (whose three keys
+    # above are then unused).
+    nuscenes: NuScenesDataConfig = field(default_factory=NuScenesDataConfig)
     mirror_probability: float = 0.5
     corruptions: CorruptionSampler = field(default_factory=CorruptionSampler)
     # Who makes the batches (training/data.epoch_batches): `workers` loader processes ahead of
@@ -35,6 +65,13 @@ class DataConfig:
         if self.workers < 0 or self.sample_threads < 1:
             raise ConfigError(f"data: workers must be >= 0 and sample_threads >= 1, got "
                               f"{self.workers} and {self.sample_threads}")
+        fog = self.corruptions.fog_probability > 0 or "camera:fog" not in self.corruptions.held_out
+        if self.nuscenes.used and fog:
+            # Fog is drawn from each pixel's distance, which only the world's dense depth camera
+            # gives: nuScenes has none, and the lidar projected into the camera would leave
+            # every pixel no return lands in at infinity, fogged as sky.
+            raise ConfigError("data.corruptions: fog needs a dense depth camera, which nuScenes "
+                              "lacks: set fog_probability: 0 and hold out camera:fog")
 
 
 @dataclass
@@ -99,6 +136,11 @@ def _build(cls, values: Any, where: str):
     return cls(**kwargs)
 
 
+def config_from_dict(cls, values: dict):
+    """A `cls` dataclass from a mapping, every key checked; a key it lacks takes its default."""
+    return _build(cls, values, "")
+
+
 def read_config(cls, path: str | Path, what: str):
     """A `cls` dataclass from the YAML file at `path`, every key checked (ConfigError names
     `what` when the file cannot be read)."""
@@ -106,7 +148,7 @@ def read_config(cls, path: str | Path, what: str):
         values = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as error:
         raise ConfigError(f"cannot read {what} config {path}: {error}") from error
-    return _build(cls, values, "")
+    return config_from_dict(cls, values)
 
 
 def load_config(path: str | Path, cls: type[TrainConfig] = TrainConfig,

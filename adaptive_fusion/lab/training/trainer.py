@@ -4,7 +4,7 @@ checkpoints, resume, data-parallel ranks."""
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
@@ -18,12 +18,18 @@ from tqdm import tqdm
 from adaptive_fusion.lab.evaluation.runner import score_frames
 from adaptive_fusion.lab.training import distributed
 from adaptive_fusion.lab.training.cache import build_cache, frame_path, load_frames
-from adaptive_fusion.lab.training.config import OptimiserConfig, TrainConfig, config_to_dict
+from adaptive_fusion.lab.training.config import (
+    OptimiserConfig,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+)
 from adaptive_fusion.lab.training.data import FrameDataset, epoch_batches, split_batch
 from adaptive_fusion.lab.training.loss import training_loss
 from adaptive_fusion.lab.training.precision import use_bf16
 from adaptive_fusion.lab.training.state import load_state, save_state
 from adaptive_fusion.model.checkpoint import load_checkpoint, save_checkpoint
+from adaptive_fusion.model.config import ModelConfig
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.sim.config import WorldConfig
 
@@ -54,22 +60,44 @@ def seed_range(bounds: list[int]) -> list[int]:
     return list(range(start, stop))
 
 
-def cached_splits(data, show_progress: bool, context=None) -> tuple[dict, list, list]:
-    """The config's train and validation scenes, rendered into the cache the first time:
-    (manifests by split, train files, validation files). Under a distributed context rank 0
-    renders while the other ranks wait, then every rank reads."""
+SPLITS = ("train", "val")
+
+
+def world_split_cache(data) -> Callable[[Path, str, bool], tuple[dict, list[Path]]]:
+    """(directory, "train" or "val", show_progress) -> that split's manifest and frame files:
+    the world's scenes of the config's seeds, rendered the first time."""
     world = WorldConfig(**data.world)
+    seeds = {"train": seed_range(data.train_seeds), "val": seed_range(data.val_seeds)}
+
+    def cached(directory: Path, split: str, show_progress: bool) -> tuple[dict, list[Path]]:
+        manifest = build_cache(directory, world, seeds[split], show_progress)
+        return manifest, [frame_path(directory, seed) for seed in seeds[split]]
+
+    return cached
+
+
+def cached_splits(data, model_config: ModelConfig, show_progress: bool, context=None
+                  ) -> tuple[dict, list, list]:
+    """The config's train and validation frames, written into the cache the first time: the
+    world's scenes, or with data.nuscenes a dataroot's samples at `model_config`'s input size.
+    (manifests by split, train files, validation files). Under a distributed context rank 0
+    writes while the other ranks wait, then every rank reads."""
+    if data.nuscenes.used:
+        # Imported here: nuscenes-devkit takes seconds to import, and world runs never need it.
+        from adaptive_fusion.lab.nuscenes.cache import nuscenes_split_cache
+
+        split_cache = nuscenes_split_cache(data.nuscenes, model_config)
+    else:
+        split_cache = world_split_cache(data)
     cache = Path(data.cache_dir)
-    splits = {"train": seed_range(data.train_seeds), "val": seed_range(data.val_seeds)}
     if context is None or context.is_main:
-        for name, seeds in splits.items():
-            build_cache(cache / name, world, seeds, show_progress=show_progress)
+        for split in SPLITS:
+            split_cache(cache / split, split, show_progress)
     if context is not None:
         context.barrier()
-    manifests = {name: build_cache(cache / name, world, seeds, False)
-                 for name, seeds in splits.items()}
-    files = {name: [frame_path(cache / name, s) for s in seeds] for name, seeds in splits.items()}
-    return manifests, files["train"], files["val"]
+    made = {split: split_cache(cache / split, split, False) for split in SPLITS}
+    return ({split: manifest for split, (manifest, _) in made.items()}, made["train"][1],
+            made["val"][1])
 
 
 def learning_rate_factor(step: int, warmup: int, total: int) -> float:
@@ -105,7 +133,10 @@ def restore_training_state(out: Path, document: dict, config, optimizer, schedul
     """Optimiser and schedule of the stopped run in `out` (whose last checkpoint's JSON is
     `document`) restored; its progress, and the rest of its state (the trained weights, when the
     checkpoint holds their moving average). Refuses a run made with another config."""
-    saved = run_identity(document["training"]["config"])
+    # Read back through the config class: a run saved before a key was added has that key's
+    # default (a new key's default keeps the old behaviour), so it still resumes.
+    saved = run_identity(config_to_dict(config_from_dict(type(config),
+                                                         document["training"]["config"])))
     if saved != run_identity(config_to_dict(config)):
         raise ResumeError(f"{out} was trained with a different config; "
                           "resume only with the same file (or start a new out_dir)")
@@ -178,7 +209,7 @@ class Trainer(EpochLoop):
         self.out = Path(config.out_dir)
         self.model_config = config.model_config()
         self.manifests, self.train_files, self.val_files = cached_splits(
-            config.data, self.show, self.context)
+            config.data, self.model_config, self.show, self.context)
         self.model = AdaptiveFusionDetector(self.model_config).to(self.context.device)
         self.bf16 = use_bf16(config.bf16, self.context.device)
         if self.show:
