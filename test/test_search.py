@@ -42,6 +42,7 @@ from adaptive_fusion.model.checkpoint import save_checkpoint
 from adaptive_fusion.model.config import ModelConfig
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.policies.registry import make_policy
+from adaptive_fusion.sim.corruptions import corrupt
 
 TINY = ModelConfig(image_width=128, image_height=96, dim=32, heads=2, layers=4, depth_window=3,
                    fusion_ops=("concat", "cross_attention"))
@@ -222,6 +223,13 @@ def test_search_command_picks_an_architecture_under_the_limit(tiny, scenes, tmp_
     picked = Architecture.load(out / f"architecture_{limit:g}ms.json", TINY)
     assert picked == Architecture.from_dict(best["architecture"])
     assert cli([*common, "--pick-latency", "0.001"]) == 1  # nothing that fast
+
+
+def test_a_dead_sensor_reaches_the_pipeline_as_a_missing_message(scenes):
+    frame = as_sensor_frame(corrupt(scenes[0], {"lidar": ("dead", 1.0)}, seed=0))
+    assert frame.points is None and frame.image is not None and frame.depth is not None
+    frame = as_sensor_frame(corrupt(scenes[0], {"camera": ("dead", 1.0)}, seed=0))
+    assert frame.image is None and frame.points is not None
 
 
 def test_references_are_measured_through_the_pipeline_as_the_members_are(tiny, scenes):

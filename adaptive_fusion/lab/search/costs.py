@@ -306,13 +306,14 @@ class PipelineSetting:
 def frames_in_turn(
     model: AdaptiveFusionDetector, settings: Sequence[PipelineSetting],
     frames: Sequence[SensorFrame], rounds: int, threads: int, progress: str | None = None,
-    before_frame: Callable[[], object] = lambda: None,
+    before_frame: Callable[[], object] = lambda: None, score_threshold: float = SCORE_THRESHOLD,
 ) -> Iterator[tuple[int, FusionResult]]:
     """(setting index, result) of FusionPipeline's frames in each setting, the streams one after
     another (what a sum of units describes), on `frames` in turn; the settings take turns frame
     by frame, so a load that comes and goes hits all of them alike. After a warm-up of each, not
-    yielded; `before_frame` is called before each frame that is. Leaves the model on the first
-    setting's architecture."""
+    yielded; `before_frame` is called before each frame that is. Detections are kept from
+    `score_threshold` (the node's default; decoding's time depends on it). Leaves the model on
+    the first setting's architecture."""
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -331,7 +332,7 @@ def frames_in_turn(
                     pipeline.policy = policies[index]
                     before_frame()
                     yield index, pipeline.run(frame, setting.fraction,
-                                              score_threshold=SCORE_THRESHOLD)
+                                              score_threshold=score_threshold)
     finally:
         model.use_architecture(settings[0].architecture)
         torch.set_num_threads(previous_threads)

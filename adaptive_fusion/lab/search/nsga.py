@@ -23,6 +23,7 @@ from tqdm import tqdm
 from adaptive_fusion.core.frames import FrameSet
 from adaptive_fusion.lab.evaluation.report import TEST_FIRST_SEED
 from adaptive_fusion.lab.evaluation.runner import score_frames
+from adaptive_fusion.lab.evaluation.sweep import live_modalities
 from adaptive_fusion.lab.search.costs import PipelineSetting, UnitCosts, measure_pipeline_ms
 from adaptive_fusion.lab.search.genome import GenomeCoding
 from adaptive_fusion.lab.training.cache import build_cache, frame_path, load_frames
@@ -63,7 +64,12 @@ def cached_scenes(first_seed: int, count: int, directory: Path, progress: bool
 
 
 def as_sensor_frame(frames: FrameSet) -> SensorFrame:
-    return SensorFrame(frames.image, frames.depth, frames.points, frames.calib, frames.lidar)
+    """The frame set as the node gets it: a sensor that delivered nothing (a dead one,
+    sweep.live_modalities) is missing, as a message that never came."""
+    live = live_modalities(frames)
+    return SensorFrame(frames.image if "camera" in live else None,
+                       frames.depth if "depth" in live else None,
+                       frames.points if "lidar" in live else None, frames.calib, frames.lidar)
 
 
 def genome_key(vector) -> str:

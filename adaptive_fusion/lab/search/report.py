@@ -9,41 +9,45 @@ from collections.abc import Sequence
 import torch
 from tqdm import tqdm
 
+from adaptive_fusion.core.boxes import Boxes3D
 from adaptive_fusion.core.frames import FrameSet
 from adaptive_fusion.lab.evaluation.metrics import evaluate_detections
 from adaptive_fusion.lab.evaluation.runner import evaluation_truth, score_frames
-from adaptive_fusion.lab.search.costs import PipelineSetting, measure_pipeline_ms
+from adaptive_fusion.lab.search.costs import PipelineSetting, frames_in_turn, measure_pipeline_ms
 from adaptive_fusion.lab.search.nsga import as_sensor_frame
 from adaptive_fusion.model.architecture import Architecture, SearchSpace
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.model.inputs import prepare_inputs
-from adaptive_fusion.policies.registry import make_policy
-from adaptive_fusion.runtime.pipeline import FusionPipeline
 
 REFERENCE_POLICIES = {"equal_split": "equal split", "controller": "learned controller"}
 EVALUATION_THRESHOLD = 0.05  # the score threshold every mAP of the package is taken at
 
 
 @torch.inference_mode()
-def pipeline_maps(model: AdaptiveFusionDetector, settings: Sequence[PipelineSetting],
-                  scenes: Sequence[FrameSet], progress: bool = False) -> list[float]:
-    """mAP of FusionPipeline in each setting on `scenes`: the node's own path (quality
-    measures, the policy, the budget) at batch 1, one pipeline for all settings."""
+def pipeline_detections(model: AdaptiveFusionDetector, settings: Sequence[PipelineSetting],
+                        scenes: Sequence[FrameSet], threads: int, progress: str | None = None,
+                        ) -> tuple[list[list[Boxes3D]], list[list[float]]]:
+    """Per setting, per scene: FusionPipeline's detections (the node's own path: quality
+    measures, the policy, the budget, at batch 1; kept from the evaluation's score threshold)
+    and the frame's total ms, the settings taking turns scene by scene (frames_in_turn)."""
     previous = model.architecture
-    pipeline = FusionPipeline(model, make_policy("equal_split", model),
-                              streams="one_after_another")
+    boxes = [[] for _ in settings]
+    times = [[] for _ in settings]
+    for index, result in frames_in_turn(model, settings, [as_sensor_frame(s) for s in scenes],
+                                        1, threads, progress,
+                                        score_threshold=EVALUATION_THRESHOLD):
+        boxes[index].append(result.boxes)
+        times[index].append(result.timings_ms["total"])
+    model.use_architecture(previous)
+    return boxes, times
+
+
+def mean_ap(model: AdaptiveFusionDetector, scenes: Sequence[FrameSet],
+            detections: Sequence[Boxes3D]) -> float:
+    """The package's mAP of `detections` against the scenes' ground truth."""
     truths = [evaluation_truth(frames, prepare_inputs(frames, model.config), model.config)
               for frames in scenes]
-    maps = []
-    for setting in tqdm(settings, desc="references", disable=not progress):
-        model.use_architecture(setting.architecture)
-        pipeline.policy = make_policy(setting.policy, model)
-        predictions = [pipeline.run(as_sensor_frame(frames), setting.fraction,
-                                    score_threshold=EVALUATION_THRESHOLD).boxes
-                       for frames in scenes]
-        maps.append(float(evaluate_detections(predictions, truths, model.config.classes).mean_ap))
-    model.use_architecture(previous)
-    return maps
+    return float(evaluate_detections(detections, truths, model.config.classes).mean_ap)
 
 
 def reference_points(model: AdaptiveFusionDetector, scenes: Sequence[FrameSet],
@@ -58,7 +62,9 @@ def reference_points(model: AdaptiveFusionDetector, scenes: Sequence[FrameSet],
     settings = [PipelineSetting(full),
                 *(PipelineSetting(full, policy, budget)
                   for policy in policies for budget in budgets)]
-    maps = pipeline_maps(model, settings, scenes, progress)
+    detections, _ = pipeline_detections(model, settings, scenes, threads,
+                                        "references" if progress else None)
+    maps = [mean_ap(model, scenes, boxes) for boxes in detections]
     frames = [as_sensor_frame(scene) for scene in scenes[:measure_frames]]
     measured = measure_pipeline_ms(model, settings, frames, measure_rounds, threads)
     points = [{"policy": setting.policy, "budget": setting.fraction, "validation_map": map_,
