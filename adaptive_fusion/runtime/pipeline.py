@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,10 +52,14 @@ class BlockTimer:
         self.calls = 0
         self._started = threading.local()
         self._lock = threading.Lock()
-        for stream in model.streams.values():
-            for block in stream.blocks:
-                block.register_forward_pre_hook(self._enter)
-                block.register_forward_hook(self._leave)
+        self._handles = [handle for stream in model.streams.values() for block in stream.blocks
+                         for handle in (block.register_forward_pre_hook(self._enter),
+                                        block.register_forward_hook(self._leave))]
+
+    def remove(self) -> None:
+        """Take the hooks off the model's blocks."""
+        for handle in self._handles:
+            handle.remove()
 
     def reset(self) -> None:
         self.seconds, self.calls = 0.0, 0
@@ -106,6 +111,9 @@ class FusionPipeline:
         self.policy = policy
         self.costs = BlockCosts()
         self.timer = BlockTimer(self.model)
+        # The model outlives a pipeline where several are made on it in turn (the lab's
+        # measurements): its blocks would go on calling every old pipeline's timer.
+        weakref.finalize(self, self.timer.remove)
         workers = min(torch.get_num_threads(), len(self.config.modalities))
         can_run_side_by_side = workers > 1 and self.device.type == "cpu"
         self.stream_scheduling = streams if can_run_side_by_side else "one_after_another"
