@@ -215,11 +215,12 @@ def test_search_command_picks_an_architecture_under_the_limit(tiny, scenes, tmp_
     members = json.loads((out / PARETO).read_text())["members"]
     assert (out / "pareto.png").stat().st_size > 0
     assert all(0 <= m["test_map"] <= 1 for m in members)
-    limit = sorted(m["measured_ms"] for m in members)[len(members) // 2]
+    # The rerun measures the front again (another load, other times): a limit every member
+    # meets; pick_member's own test covers one that only some meet.
+    limit = 1000 * max(m["measured_ms"] for m in members)
     assert cli([*common, "--pick-latency", str(limit)]) == 0
-    members = json.loads((out / PARETO).read_text())["members"]  # the archive's measurements
-    best = max((m for m in members if m["measured_ms"] <= limit),
-               key=lambda m: m["validation_map"])
+    members = json.loads((out / PARETO).read_text())["members"]
+    best = max(members, key=lambda m: m["validation_map"])
     picked = Architecture.load(out / f"architecture_{limit:g}ms.json", TINY)
     assert picked == Architecture.from_dict(best["architecture"])
     assert cli([*common, "--pick-latency", "0.001"]) == 1  # nothing that fast

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from adaptive_fusion.lab.evaluation.runner import score_frames
     from adaptive_fusion.lab.search.costs import UnitCosts, UnitCostsError
     from adaptive_fusion.lab.search.nsga import (
         SearchError,
@@ -68,7 +69,11 @@ def run(args: argparse.Namespace) -> int:
         validation_scenes,
     )
     from adaptive_fusion.lab.search.plot import plot_front
-    from adaptive_fusion.lab.search.report import reference_points, score_members_on_test
+    from adaptive_fusion.lab.search.report import (
+        reference_points,
+        score_members_on_test,
+        today_label,
+    )
     from adaptive_fusion.lab.training.cache import CacheError
     from adaptive_fusion.model.architecture import Architecture
     from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint
@@ -109,10 +114,14 @@ def run(args: argparse.Namespace) -> int:
                     today, scenes, budgets, args.measure_scenes, args.measure_rounds,
                     args.threads, progress=not args.json))
             if args.test_scenes:
+                test = held_out_scenes(args.test_scenes, args.cache_dir, progress=not args.json)
                 score_members_on_test(
                     model, [*document["members"], document["references"]["full architecture"]],
-                    held_out_scenes(args.test_scenes, args.cache_dir, progress=not args.json),
-                    progress=not args.json)
+                    test, progress=not args.json)
+                if today is not None:
+                    with torch.inference_mode():
+                        document["references"][today_label(today)]["test_map"] = float(
+                            score_frames(today, test).mean_ap)
 
         document = search(setup, args.out, settings, args.evaluations, args.population,
                           args.seed, args.measure_scenes, args.measure_rounds,

@@ -3,10 +3,12 @@ supernet's subnets, minimising the validation error (1 - mAP with the supernet's
 on fixed validation scenes) and the latency the unit cost table predicts (costs.py), plus the
 energy where the table has it; optionally under a latency limit.
 
-Everything costly is kept: the validation scenes are rendered once into a cache, and every
-evaluated genome's mAP and measured latency go into `archive.json`, written after each
-generation. A resumed search replays the seeded NSGA-II from the start: the genomes it meets
-again are read from the archive, so it reaches the same state for free and goes on from there.
+What is costly is kept: the validation scenes are rendered once into a cache, and every
+evaluated genome's mAP goes into `archive.json`, written after each generation. The front's
+latency is measured again at the end of every run, beside the references, so that all the
+points of a plot share the host's load of one moment. A resumed search replays the seeded
+NSGA-II from the start: the genomes it meets again are read from the archive, so it reaches the
+same state for free and goes on from there.
 """
 
 from __future__ import annotations
@@ -79,17 +81,15 @@ def genome_key(vector) -> str:
 @dataclass
 class SearchArchive:
     """What a search has paid for, by genome key: the validation mAP of every evaluated
-    genome and the measured pipeline latency (ms) of those measured; and each generation's
-    population, as keys."""
+    genome; and each generation's population, as keys."""
 
     settings: dict
     validation_map: dict[str, float] = field(default_factory=dict)
-    measured_ms: dict[str, float] = field(default_factory=dict)
     generations: list[list[str]] = field(default_factory=list)
 
     def save(self, path: Path) -> None:
         document = {"format": ARCHIVE_FORMAT, "version": 1, "settings": self.settings,
-                    "validation_map": self.validation_map, "measured_ms": self.measured_ms,
+                    "validation_map": self.validation_map,
                     "generations": self.generations}
         partial = path.with_suffix(".tmp")
         partial.write_text(json.dumps(document, indent=1) + "\n")
@@ -107,7 +107,7 @@ class SearchArchive:
         if document["settings"] != settings:
             raise SearchError(f"{path} holds a search with other settings "
                               f"({document['settings']} vs {settings}): choose another --out")
-        return cls(settings, document["validation_map"], document["measured_ms"],
+        return cls(settings, document["validation_map"],
                    document["generations"])
 
 
@@ -224,18 +224,15 @@ def pareto_members(evaluator: Evaluator) -> list[dict]:
 
 def measure_members(evaluator: Evaluator, members: list[dict], frames: list[SensorFrame],
                     rounds: int) -> None:
-    """Sets each member's measured_ms, measuring those the archive does not have yet."""
-    coding, archive = evaluator.coding, evaluator.archive
-    todo = [m for m in members if m["genome"] not in archive.measured_ms]
-    if todo:
-        architectures = [coding.decode(m["genome"].split(",")) for m in todo]
-        measured = measure_pipeline_ms(evaluator.setup.model,
-                                       [PipelineSetting(a) for a in architectures], frames,
-                                       rounds, evaluator.setup.threads)
-        for member, measurement in zip(todo, measured, strict=True):
-            archive.measured_ms[member["genome"]] = measurement["median"]
-    for member in members:
-        member["measured_ms"] = archive.measured_ms[member["genome"]]
+    """Sets each member's measured_ms, all of them measured side by side now: a latency kept
+    from an earlier run would be compared with references measured under another load."""
+    coding = evaluator.coding
+    architectures = [coding.decode(m["genome"].split(",")) for m in members]
+    measured = measure_pipeline_ms(evaluator.setup.model,
+                                   [PipelineSetting(a) for a in architectures], frames,
+                                   rounds, evaluator.setup.threads)
+    for member, measurement in zip(members, measured, strict=True):
+        member["measured_ms"] = measurement["median"]
 
 
 def pick_member(members: list[dict], latency_ms: float) -> dict | None:

@@ -25,12 +25,17 @@ def plot_front(document: dict, path: str | Path) -> Path:
     tested = [m for m in members if "test_map" in m]
     if tested:
         axes.plot([m["measured_ms"] for m in tested], [m["test_map"] for m in tested], "o",
-                  markerfacecolor="none", color="C0", label="the same subnets, test mAP")
+                  markerfacecolor="none", color="C0",
+                  label="hollow: the same subnet or reference, test mAP")
     for marker, (label, points) in zip(REFERENCE_MARKERS, document["references"].items(),
                                        strict=False):
         points = points if isinstance(points, list) else [points]
-        axes.plot([p["measured_ms"] for p in points], [p["validation_map"] for p in points],
-                  marker, linestyle="--" if len(points) > 1 else "", markersize=8, label=label)
+        [line] = axes.plot([p["measured_ms"] for p in points],
+                           [p["validation_map"] for p in points], marker,
+                           linestyle="--" if len(points) > 1 else "", markersize=8, label=label)
+        tested = [p for p in points if "test_map" in p]
+        axes.plot([p["measured_ms"] for p in tested], [p["test_map"] for p in tested], marker,
+                  markersize=8, markerfacecolor="none", color=line.get_color())
     settings = document["settings"]
     axes.set_xlabel("measured pipeline latency per frame (ms, batch 1)")
     axes.set_ylabel(f"mAP (validation: {settings['scenes']} scenes)")

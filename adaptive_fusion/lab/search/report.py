@@ -70,12 +70,17 @@ def reference_points(model: AdaptiveFusionDetector, scenes: Sequence[FrameSet],
     points = [{"policy": setting.policy, "budget": setting.fraction, "validation_map": map_,
                "measured_ms": latency["median"]}
               for setting, map_, latency in zip(settings, maps, measured, strict=True)]
-    references = {f"today's detector, all {sum(model.depths.values())} blocks": points[0]}
+    references = {today_label(model): points[0]}
     for index, policy in enumerate(policies):
         label = REFERENCE_POLICIES.get(policy, policy.replace("_", " "))
         references[f"{label}, budgets {', '.join(f'{b:g}' for b in budgets)}"] = (
             points[1 + index * len(budgets): 1 + (index + 1) * len(budgets)])
     return references
+
+
+def today_label(model: AdaptiveFusionDetector) -> str:
+    """The label of today's detector's full model among the references."""
+    return f"today's detector, all {sum(model.depths.values())} blocks"
 
 
 def score_members_on_test(model: AdaptiveFusionDetector, members: Sequence[dict],
