@@ -9,7 +9,7 @@ mean over the conditions, the worst condition and the median end-to-end latency 
 evaluation's score threshold, 0.05), with its ratio to the full detector's.
 
     .venv/bin/python bench/bench_default_architecture.py [--scenes 48]
-        [--architecture config/architectures/shipped_model_17ms.json] [--json FILE]
+        [--architecture adaptive_fusion/models/default_architecture.json] [--json FILE]
 """
 
 import argparse
@@ -25,12 +25,9 @@ from adaptive_fusion.lab.evaluation.report import TEST_FIRST_SEED, parse_conditi
 from adaptive_fusion.lab.search.costs import PipelineSetting
 from adaptive_fusion.lab.search.report import mean_ap, pipeline_detections
 from adaptive_fusion.model.architecture import Architecture, SearchSpace
-from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, load_checkpoint
+from adaptive_fusion.model.checkpoint import DEFAULT_ARCHITECTURE, DEFAULT_MODEL, load_checkpoint
 from adaptive_fusion.sim import World
 from adaptive_fusion.sim.corruptions import corrupt
-
-PACKAGED_SUBNET = Path(__file__).resolve().parent.parent / "config" / "architectures" / (
-    "shipped_model_17ms.json")
 
 
 def settings_for(model, subnet: Architecture) -> dict[str, PipelineSetting]:
@@ -50,8 +47,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=48)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--architecture", type=Path, default=PACKAGED_SUBNET,
-                        help="the searched subnet to compare with the full detector")
+    parser.add_argument("--architecture", type=Path, default=DEFAULT_ARCHITECTURE,
+                        help="the searched subnet to compare with the full detector (default: "
+                             "the packaged one, fusion_node's default)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

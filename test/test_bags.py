@@ -5,6 +5,7 @@ its timing scaled, topics remapped and the bag's time on /clock."""
 
 import threading
 import time
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -83,6 +84,28 @@ def test_recorded_topics_read_back_with_their_types(ros, tmp_path, storage):
     assert first.header.frame_id == "lidar"
     assert first.detections[0].results[0].hypothesis.class_id in ("0", "1", "2")
     image = typestore.deserialize_cdr(by_topic["/camera/image_raw"][-1][3], "sensor_msgs/msg/Image")
+    assert (image.width, image.height, image.encoding) == (32, 24, "rgb8")
+
+
+def test_the_mcap_file_decodes_with_the_mcap_projects_own_reader(ros, tmp_path):
+    """What Foxglove and rosbag2's mcap storage plugin read: the schemas the file carries decode
+    every message with mcap-ros2-support, not with rosbags, which wrote it."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    bag = tmp_path / "bag"
+    record_some(ros, bag, "mcap")
+    [path] = bag.glob("*.mcap")
+    with path.open("rb") as file:
+        reader = make_reader(file, decoder_factories=[DecoderFactory()])
+        decoded = [(channel.topic, message)
+                   for _, channel, _, message in reader.iter_decoded_messages()]
+    counts = Counter(topic for topic, _ in decoded)
+    assert set(counts) == set(TOPICS) and min(counts.values()) >= 18, counts
+    detections = [message for topic, message in decoded if topic == "/detections"]
+    assert detections[0].header.frame_id == "lidar"
+    assert detections[0].detections[0].results[0].hypothesis.class_id in ("0", "1", "2")
+    image = next(message for topic, message in decoded if topic == "/camera/image_raw")
     assert (image.width, image.height, image.encoding) == (32, 24, "rgb8")
 
 

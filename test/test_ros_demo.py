@@ -64,3 +64,19 @@ def test_demo_follows_the_scenario(tmp_path):
                            "/camera/camera_info", "/detections", "/detection_markers",
                            "/diagnostics", "/ground_truth", "/fusion_node/debug_image"}
     assert counts["/detections"] >= 10 and counts["/ground_truth"] >= 10
+
+
+def test_the_demo_runs_every_block_unless_told_otherwise(tmp_path):
+    """The demo shows the allocation moving over the whole model, where fusion_node's own
+    default is the packaged subnet."""
+    from adaptive_fusion.cli.main import build_parser
+    from adaptive_fusion.lab.demo_session import DemoSession
+
+    def architecture(*options):
+        arguments = DemoSession(build_parser().parse_args(["demo", *options])).fusion_arguments()
+        return [a for a in arguments if a.startswith("architecture:=")]
+
+    assert architecture() == ["architecture:=full"]
+    assert architecture("--architecture", "") == []
+    subnet = tmp_path / "subnet.json"
+    assert architecture("--architecture", str(subnet)) == [f"architecture:={subnet}"]

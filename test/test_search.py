@@ -37,8 +37,19 @@ from adaptive_fusion.lab.search.nsga import (
     validation_scenes,
 )
 from adaptive_fusion.lab.search.report import reference_points
-from adaptive_fusion.model.architecture import Architecture, SearchSpace, StreamArchitecture
-from adaptive_fusion.model.checkpoint import save_checkpoint
+from adaptive_fusion.model.architecture import (
+    Architecture,
+    ArchitectureError,
+    SearchSpace,
+    StreamArchitecture,
+    choose_architecture,
+)
+from adaptive_fusion.model.checkpoint import (
+    DEFAULT_ARCHITECTURE,
+    DEFAULT_MODEL,
+    load_checkpoint,
+    save_checkpoint,
+)
 from adaptive_fusion.model.config import ModelConfig
 from adaptive_fusion.model.detector import AdaptiveFusionDetector
 from adaptive_fusion.policies.registry import make_policy
@@ -267,6 +278,22 @@ def test_policies_and_the_budget_work_within_a_subnet(tiny):
                                                               "lidar": 2}
     finally:
         tiny.use_architecture(SearchSpace.of(TINY).full())
+
+
+def test_the_packaged_model_runs_its_recommended_subnet_unless_told_otherwise(tmp_path):
+    """fusion_node's `architecture` setting: '' is the packaged subnet for the packaged model
+    and every block for a user's own; 'full' is every block; a file is that subnet."""
+    config = load_checkpoint(DEFAULT_MODEL)[0].config
+    space = SearchSpace.of(config)
+    recommended = choose_architecture("", config, DEFAULT_ARCHITECTURE)
+    assert recommended == Architecture.load(DEFAULT_ARCHITECTURE, config)
+    assert sum(s.depth for s in recommended.streams.values()) < 3 * config.layers
+    assert choose_architecture("full", config, DEFAULT_ARCHITECTURE) == space.full()
+    assert choose_architecture("", config) == space.full()
+    smallest = space.smallest().save(tmp_path / "smallest.json")
+    assert choose_architecture(str(smallest), config, DEFAULT_ARCHITECTURE) == space.smallest()
+    with pytest.raises(ArchitectureError, match="cannot read"):
+        choose_architecture(str(tmp_path / "missing.json"), config)
 
 
 def test_evaluate_runs_an_architecture_file_and_refuses_a_bad_one(tiny, tmp_path, capsys):

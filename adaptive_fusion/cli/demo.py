@@ -23,6 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=str(SHARE_CONFIG / "scenarios" / "demo.yaml"),
         help="sim_sensors scenario file (default: config/scenarios/demo.yaml)",
     )
+    # Every block by default, unlike fusion_node: the demo shows the allocation moving over
+    # all 24 blocks as the budget, the deadline and the load change.
+    parser.add_argument("--architecture", default="full",
+                        help="fusion_node's architecture: 'full' (default), '' for the node's "
+                             "default subnet, or an architecture file")
     parser.add_argument("--duration", type=float, default=47.0, help="seconds to run")
     parser.add_argument("--params", default=str(SHARE_CONFIG / "fusion_node.yaml"),
                         help="fusion_node params file")  # fmt: skip

@@ -20,6 +20,7 @@ from adaptive_fusion.core.frames import CLASSES, MODALITIES
 from adaptive_fusion.lab.evaluation.metrics import evaluate_detections
 from adaptive_fusion.lab.evaluation.recorded import nearest_stamp
 from adaptive_fusion.lab.timeline import COLUMNS, format_header, format_row
+from adaptive_fusion.model.architecture import FULL
 from adaptive_fusion.ros import transport
 from adaptive_fusion.ros.bags import Recorder
 from adaptive_fusion.ros.diagnostics import values_of
@@ -117,6 +118,10 @@ class DemoSession:
                        "-p", "diagnostics_period:=0.5"]  # fmt: skip
         if args.model:
             fusion_args += ["-p", f"model_path:={Path(args.model).resolve()}"]
+        if args.architecture:
+            architecture = (args.architecture if args.architecture == FULL
+                            else Path(args.architecture).resolve())
+            fusion_args += ["-p", f"architecture:={architecture}"]
         if args.policy:
             fusion_args += ["-p", f"policy:={args.policy}"]
         if args.foxglove:

@@ -23,6 +23,7 @@ DEPTHS = (1, 2, 4, 6, 8)  # blocks per modality, up to config.layers (which is a
 MLP_SHARES = (0.25, 0.5, 1.0)  # of the full MLP hidden width, dim * mlp_ratio
 HEAD_SHARES = (0.25, 0.5, 1.0)  # of config.heads; the head dimension stays dim / heads
 TOKEN_POOLS = (1, 2)  # 1: the full token grid; 2: 2x2 pooled, about a quarter of the tokens
+FULL = "full"  # an architecture setting naming every block of the model
 FORMAT = "adaptive_fusion.architecture"
 FORMAT_VERSION = 1
 
@@ -186,3 +187,13 @@ class SearchSpace:
         if architecture.fusion not in self.fusions:
             raise ArchitectureError(f"fusion {architecture.fusion!r} is not one of the model's "
                                     f"{list(self.fusions)} (ModelConfig.fusion_ops)")
+
+
+def choose_architecture(value: str, config: ModelConfig, default: str | Path | None = None
+                        ) -> Architecture:
+    """What an `architecture` setting names: FULL, every block of the model; "", the `default`
+    file where the model has one (the packaged model's recommended subnet), else every block;
+    anything else, an architecture file, checked against the model."""
+    if value == FULL or (not value and default is None):
+        return SearchSpace.of(config).full()
+    return Architecture.load(value or default, config)

@@ -15,6 +15,9 @@ from adaptive_fusion.model.detector import AdaptiveFusionDetector
 FORMAT = "adaptive_fusion.detector"
 FORMAT_VERSION = 1
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.safetensors"
+# The subnet of the packaged model that fusion_node runs unless told otherwise: the member of the
+# architecture search's front that docs/model.md recommends ("The search").
+DEFAULT_ARCHITECTURE = DEFAULT_MODEL.parent / "default_architecture.json"
 
 
 class CheckpointError(ValueError):

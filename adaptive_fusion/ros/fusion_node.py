@@ -41,8 +41,13 @@ from visualization_msgs.msg import MarkerArray
 
 from adaptive_fusion.core.errors import BudgetError, check_fraction
 from adaptive_fusion.core.frames import MODALITIES, Calibration, LidarModel
-from adaptive_fusion.model.architecture import Architecture, ArchitectureError
-from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint
+from adaptive_fusion.model.architecture import ArchitectureError, choose_architecture
+from adaptive_fusion.model.checkpoint import (
+    DEFAULT_ARCHITECTURE,
+    DEFAULT_MODEL,
+    CheckpointError,
+    load_checkpoint,
+)
 from adaptive_fusion.policies.registry import POLICIES, make_policy
 from adaptive_fusion.ros import filters, transport
 from adaptive_fusion.ros.conversions import (
@@ -125,8 +130,9 @@ PARAMETERS = (
     Spec("model_path", "", "checkpoint (.safetensors + .json); '' = the packaged model",
          read_only=True),
     Spec("architecture", "", "architecture JSON of the subnet to run (adaptive-fusion search "
-         "--pick-latency); '' = the full model; the budget counts its blocks",
-         read_only=True),
+         "--pick-latency); 'full' = every block; '' = the packaged model's recommended subnet "
+         "(with model_path '') or every block of model_path's model; the budget counts its "
+         "blocks", read_only=True),
     Spec("controller_path", "", "layer controller checkpoint for policy 'controller'; '' = the "
          "packaged controller", read_only=True),
     Spec("gate_path", "", "DynMM gate checkpoint for policy 'dynmm'; '' = the packaged gate",
@@ -168,8 +174,8 @@ PARAMETERS = (
          "TF, allocation) on ws://127.0.0.1:PORT; needs foxglove-sdk; 0 = off", (0, 65535),
          True),
     # runtime
-    Spec("compute_budget", 1.0, "fraction of the full model's blocks; the compute_budget "
-         "topic can lower it (the stricter wins)", (0.01, 1.0)),
+    Spec("compute_budget", 1.0, "fraction of the blocks of the architecture in use; the "
+         "compute_budget topic can lower it (the stricter wins)", (0.01, 1.0)),
     Spec("latency_budget_ms", 0.0, "deadline per frame in ms, turned into blocks with the "
          "block costs measured while running (0 = none)", (0.0, 60000.0)),
     Spec("policy", "controller", "layer allocation policy", choices=tuple(POLICIES)),
@@ -342,13 +348,15 @@ class FusionNode(LifecycleNode):
         except CheckpointError as error:
             self.get_logger().error(f"cannot load the model: {error}")
             return TransitionCallbackReturn.FAILURE
-        if self._param("architecture"):
-            try:
-                model.use_architecture(Architecture.load(self._param("architecture"),
-                                                         model.config))
-            except ArchitectureError as error:
-                self.get_logger().error(f"cannot use the architecture: {error}")
-                return TransitionCallbackReturn.FAILURE
+        # The packaged model comes with the subnet the architecture search recommends; a
+        # model of the user's runs whole unless its architecture is given.
+        default = None if self._param("model_path") else DEFAULT_ARCHITECTURE
+        try:
+            model.use_architecture(choose_architecture(self._param("architecture"),
+                                                       model.config, default))
+        except ArchitectureError as error:
+            self.get_logger().error(f"cannot use the architecture: {error}")
+            return TransitionCallbackReturn.FAILURE
         if self._param("threads") > 0:
             torch.set_num_threads(self._param("threads"))
         try:
@@ -401,7 +409,8 @@ class FusionNode(LifecycleNode):
         self._mailbox.start()
         blocks, config = self.pipeline.costs, model.config
         self.get_logger().info(
-            f"configured: {path}, blocks per modality {model.depths} of {config.layers}, "
+            f"configured: {path}, blocks per modality {model.depths} of {config.layers} "
+            f"({self._param('architecture') or ('recommended subnet' if default else 'full')}), "
             f"policy {policy.name}; warm-up block {1e3 * blocks.block_s:.2f} ms, "
             f"overhead {1e3 * blocks.overhead_s:.1f} ms; extrinsic from "
             f"{self._extrinsics.source}; transport {transport.rmw_implementation()}, profile "
