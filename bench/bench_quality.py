@@ -14,8 +14,9 @@ the untouched ones.
 A second table scores real photographs (scikit-image's, the Middlebury motorcycle's left view
 among them) under faults implemented here, independently of the renderer: JPEG, a colour cast,
 noise, blur, low light, haze and a dark lens blob, six severities each; rho per photo between
-severity and camera score, its mean and worst over the photos. Target: rho <= -0.8 per kind, clean
-photos scoring at least 0.7.
+severity and camera score, its mean and worst over the photos, and the most any faulted photo
+scores above its clean self. Target: rho <= -0.8 per kind, clean photos scoring at least 0.7, no
+fault lifting a photo above its clean score.
 
 A lidar table puts faults that the world's corruptions lack, implemented here, on world
 sweeps (the first 20 scenes): a blind sector up to 180 degrees, receiver saturation (intensity
@@ -215,24 +216,28 @@ def real_photo_table(seed: int) -> dict:
     clean = {name: camera_quality(photo).score for name, photo in photos.items()}
     table = {}
     for kind in tqdm(PHOTO_FAULTS, desc="real photos", unit="kind"):
-        rhos = {}
+        rhos, rises = {}, {}
         for name, photo in photos.items():
             scores = [camera_quality(photo_fault(photo, kind, s, rng)).score
                       for s in PHOTO_SEVERITIES]  # fmt: skip
             rhos[name] = rank_correlation(np.array(PHOTO_SEVERITIES), scores)
+            rises[name] = max(scores[1:]) - clean[name]
         values = np.array(list(rhos.values()))
         table[kind] = {"rho_per_photo": rhos, "rho_mean": float(np.nanmean(values)),
-                       "rho_worst": float(np.nanmax(values))}  # fmt: skip
+                       "rho_worst": float(np.nanmax(values)),
+                       "rise_above_clean": float(max(rises.values()))}  # fmt: skip
     return {"clean": clean, "faults": table}
 
 
 def print_photo_table(photos: dict) -> None:
     print("\nreal photographs (camera score): clean " + ", ".join(
         f"{name} {score:.2f}" for name, score in photos["clean"].items()))
-    print(f"  {'fault':<12}{'rho mean':>9}{'rho worst':>10}  target rho <= -0.8")
+    print(f"  {'fault':<12}{'rho mean':>9}{'rho worst':>10}{'above clean':>12}"
+          "  target rho <= -0.8, never above clean")
     for kind, entry in photos["faults"].items():
-        met = "yes" if entry["rho_worst"] <= -0.8 else "no"
-        print(f"  {kind:<12}{entry['rho_mean']:9.2f}{entry['rho_worst']:10.2f}  {met}")
+        met = "yes" if entry["rho_worst"] <= -0.8 and entry["rise_above_clean"] <= 1e-6 else "no"
+        print(f"  {kind:<12}{entry['rho_mean']:9.2f}{entry['rho_worst']:10.2f}"
+              f"{max(entry['rise_above_clean'], 0.0):12.3f}  {met}")
 
 
 def depth_fault(depth: np.ndarray, kind: str, severity: float, rng) -> np.ndarray:

@@ -23,6 +23,7 @@ from adaptive_fusion.quality.lidar import CloudError
 from adaptive_fusion.sim import World
 from adaptive_fusion.sim.corruptions import (
     SCENE_EVENTS,
+    camera_colour_cast,
     corrupt,
     depth_band_loss,
     depth_flying_pixels,
@@ -274,6 +275,46 @@ def test_real_photos_score_healthy_and_jpeg_blocking_lowers_them():
         heavy = camera_quality(jpeg(photo, 5))
         assert heavy.score < clean.score - 0.1, (name, clean.score, heavy.measures)
         assert heavy.measures["blockiness"] > 2.0 and heavy.measures["q_compression"] < 0.9
+
+
+def test_the_jpeg_step_reads_the_quantisation_table_back():
+    """The standard luminance table's lowest frequencies are 10-14 at quality 50 and scale with
+    it (x0.5 at 75, x2.5 at 20): the measured step is theirs, and 1 for the photo as stored."""
+    for name, photo in real_photos().items():
+        steps = {quality: camera_quality(jpeg(photo, quality)).measures["jpeg_step"]
+                 for quality in (75, 50, 20)}
+        assert camera_quality(photo).measures["jpeg_step"] == 1.0, name
+        assert 5 <= steps[75] <= 7 and 10 <= steps[50] <= 13 and 26 <= steps[20] <= 34, (
+            name, steps)
+        assert camera_quality(jpeg(photo, 75)).measures["q_compression"] == 1.0, name
+        assert camera_quality(jpeg(photo, 30)).measures["q_compression"] < 0.95, name
+
+
+def test_no_camera_fault_lifts_a_real_photo_above_its_clean_score():
+    """A fault that un-clips, lifts or blurs a photo's dark areas must not pass for a repair:
+    at every severity the score stays at or under the clean one, and the worst is well under."""
+    rng = np.random.default_rng(0)
+
+    def hazed(photo, s):
+        return np.round(photo * (1 - 0.8 * s) + 160.0 * s).astype(np.uint8)
+
+    def noisy(photo, s):
+        return np.clip(np.round(photo + rng.normal(0, 30 * s, photo.shape)), 0, 255).astype(
+            np.uint8)
+
+    faults = {
+        "jpeg": lambda photo, s: jpeg(photo, int(round(95 - 90 * s))),
+        "blur": lambda photo, s: cv2.GaussianBlur(photo, (0, 0), 4.0 * s),
+        "noise": noisy,
+        "haze": hazed,
+        "cast": lambda photo, s: camera_colour_cast(photo, s, channel=2),
+    }
+    for name, photo in real_photos().items():
+        clean = camera_quality(photo).score
+        for kind, fault in faults.items():
+            scores = [camera_quality(fault(photo, s)).score for s in (0.2, 0.4, 0.6, 0.8, 1.0)]
+            assert max(scores) <= clean + 1e-6, (name, kind, clean, scores)
+            assert scores[-1] < clean - 0.3, (name, kind, clean, scores)
 
 
 def test_a_colour_cast_lowers_real_photos():

@@ -25,6 +25,15 @@ Measures (on the 8-bit luminance, in grey levels or pixels, but for the colour c
   the 8 (1 for an image without a grid). Steps are capped at their 90th percentile first, so a
   few strong edges that happen to share a column do not pass for a grid, and the median has a
   floor of half a grey level, so a flat image (fog) is not a grid either.
+- jpeg_step: JPEG's quantisation step, read back from the pixels. Each 8x8 block of the
+  luminance (JPEG's Y is the same weighting) goes through the orthonormal DCT that JPEG uses; a
+  decoded JPEG's coefficients sit on multiples of the step its quantisation table gave that
+  frequency, off them only by the rounding to 8 bits. Per low frequency the step is the largest
+  candidate whose multiples the coefficients cluster on (mean cos(2 pi c / q) over the
+  coefficients not quantised to 0); the median over five low frequencies counts. An image that
+  was never compressed, or was resampled after, has no step (1). Blocking grows with the step
+  only where blocks differ, so the step sees a finely compressed image that blockiness cannot
+  (a camera's q75 stream and q25 read the same blockiness on some photographs).
 - colour_cast: how far the image is from neutral, |ln(channel / mean of channels)| at its
   largest, taken twice: on the mean of the mid-tones (grey world) and on the 99th percentile of
   each channel (white patch); the smaller counts. A colourful scene (a brown room) has a tinted
@@ -39,8 +48,11 @@ Reference values (healthy limit: factor 1 up to here / half-point; see score.py)
   pedestrian at 30 m is ~10 px wide and 3 px of edge spread erases it.
 - mean luminance 45 / 25 grey levels: auto-exposed images sit at 80-140 and scenes with deep
   shade at 45-80; at 25 (2.2 stops under mid-grey) the signal is a few grey levels and
-  quantisation dominates. Clipped fraction 0.02 / 0.25: a quarter of the image without
-  information.
+  quantisation dominates. Clipped fraction 0.15 / 0.4: high-contrast scenes in ordinary use
+  clip that much (scikit-image's astronaut: 14 %, a black helmet and table), and a corruption
+  that blurs, compresses, lifts or adds noise to a clipped area un-clips it, so a tighter band
+  would let such a corruption raise the score; at 0.4 the view has lost about as much as the
+  other measures' half-points take.
 - local contrast 0.08 / 0.04: healthy images sit at 0.1-0.3; at 0.04 the structured blocks vary
   by 4 % of their brightness, near the visual contrast threshold (~2-5 %).
 - occluded fraction 0.03 / 0.25: a deep shadow or a dark flat wall can pass for a few blocks.
@@ -50,6 +62,10 @@ Reference values (healthy limit: factor 1 up to here / half-point; see score.py)
   JPEG at quality 90, 1.3-1.9 at 50, 1.6-2.7 at 20, 2.2-3.3 at 5; a smooth noisy texture at
   quality 75 (a camera's usual setting) up to 1.54; the rendered world, under every corruption,
   at most 1.12.
+- JPEG step 8 / 32 grey levels (DCT units): the standard luminance table's low frequencies give
+  steps of 1-2 at quality 90-95, 6 at 75 (a camera's usual setting), 11-12 at 50, 30 at 20 and
+  60 at 10 (scikit-image's photographs read exactly these). At 32 a block's coarsest ramp moves
+  in steps of about 11 grey levels: low-contrast shapes are gone.
 - colour cast 0.3 / 0.7: the photographs read 0.02-0.22 (a sunset sky the most), the rendered
   world at most 0.18; one channel at 0.3 of its value reads 0.64-1.0.
 - haze veil 0.25 / 0.5: scikit-image's photographs read 0.00-0.08 clear and the rendered world at
@@ -77,10 +93,11 @@ DARK_FLOOR = 10.0  # grey levels added to a block's mean in its contrast (Weber 
 NOISE_CURVE = (2.5, 15.0, 2.0)
 BLUR_CURVE = (1.0, 3.0, 3.0)
 LUMINANCE_CURVE = (45.0, 25.0, 3.0)
-CLIPPED_CURVE = (0.02, 0.25, 2.0)
+CLIPPED_CURVE = (0.15, 0.4, 2.0)
 CONTRAST_CURVE = (0.08, 0.04, 3.0)
-OCCLUDED_CURVE = (0.03, 0.25, 2.0)
+OCCLUDED_CURVE = (0.08, 0.25, 2.0)
 BLOCKINESS_CURVE = (1.6, 2.5, 2.0)
+JPEG_STEP_CURVE = (8.0, 32.0, 2.0)
 CAST_CURVE = (0.3, 0.7, 2.0)
 VEIL_CURVE = (0.25, 0.5, 2.0)
 JPEG_BLOCK = 8
@@ -88,6 +105,13 @@ STEP_CAP_PERCENTILE = 90
 STEP_FLOOR = 0.5  # grey levels
 SUBSAMPLE = 4  # every 4th line along the other axis: the statistics need no more
 MID_TONES = (20.0, 235.0)  # grey levels of the pixels the grey-world mean reads
+# (row, column) frequencies of the 8x8 DCT whose steps are read: the lowest, which every
+# quality setting keeps and natural images fill
+JPEG_FREQUENCIES = ((0, 1), (1, 0), (1, 1), (0, 2), (2, 0))
+STEP_CANDIDATES = np.arange(2, 65, dtype=np.float32)  # beyond 64 blockiness speaks
+STEP_MIN_COEFFICIENTS = 50  # coefficients off 0 a candidate needs to count
+STEP_CLUSTERING = 0.5  # mean cos(2 pi c / q) above which the coefficients sit on multiples of q
+STEP_MAX_MAGNITUDE = 1024  # an 8x8 block's low-frequency coefficients stay under 8 * 128
 
 _REBLUR_KERNEL = cv2.getGaussianKernel(int(6 * REBLUR_SIGMA) | 1, REBLUR_SIGMA).astype(np.float32)
 # neighbour pairs along rows and along columns, as (slice of a, slice of b), and the re-blur
@@ -176,6 +200,49 @@ def blockiness(grey_f: np.ndarray) -> float:
     return worst
 
 
+def _dct_rows(n: int) -> np.ndarray:
+    """(n, n) orthonormal DCT-II basis, one frequency a row: JPEG's transform."""
+    x = np.arange(n)
+    basis = np.sqrt(2.0 / n) * np.cos((2 * x + 1) * np.arange(n)[:, None] * np.pi / (2 * n))
+    basis[0] = np.sqrt(1.0 / n)
+    return basis.astype(np.float32)
+
+
+_JPEG_BASIS = _dct_rows(JPEG_BLOCK)[: 1 + max(max(f) for f in JPEG_FREQUENCIES)]
+
+
+def _step_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Per candidate step q (rows) and rounded coefficient magnitude k (columns): whether k
+    counts for q (off 0 by at least q / 2: a coefficient quantised to 0 fits any step) and
+    cos(2 pi k / q) where it does. The last column, where larger magnitudes pile up, never
+    counts."""
+    k = np.arange(STEP_MAX_MAGNITUDE + 1, dtype=np.float32)
+    counts = (k >= STEP_CANDIDATES[:, None] / 2) & (k < STEP_MAX_MAGNITUDE)
+    return counts.astype(np.float32), np.cos(2 * np.pi * k / STEP_CANDIDATES[:, None]) * counts
+
+
+_STEP_COUNTS, _STEP_COSINES = _step_tables()
+
+
+def jpeg_step(grey_f: np.ndarray) -> float:
+    """JPEG's quantisation step at the lowest DCT frequencies (median over them), 1 where the
+    coefficients sit on no grid (never compressed, or resampled since). The coefficients'
+    magnitudes are rounded to whole grey levels (JPEG's steps are whole, and 8-bit rounding moves
+    a decoded coefficient by about 0.3), so that every candidate is scored from one histogram."""
+    h, w = grey_f.shape
+    blocks = grey_f.reshape(h // JPEG_BLOCK, JPEG_BLOCK, w // JPEG_BLOCK, JPEG_BLOCK)
+    coefficients = np.einsum("iyjx,uy,vx->uvij", blocks, _JPEG_BASIS, _JPEG_BASIS, optimize=True)
+    steps = []
+    for u, v in JPEG_FREQUENCIES:
+        magnitude = np.minimum(np.rint(np.abs(coefficients[u, v])), STEP_MAX_MAGNITUDE)
+        histogram = np.bincount(magnitude.astype(np.int64).ravel(),
+                                minlength=STEP_MAX_MAGNITUDE + 1).astype(np.float32)
+        count, clustering = _STEP_COUNTS @ histogram, _STEP_COSINES @ histogram
+        fits = (count >= STEP_MIN_COEFFICIENTS) & (clustering > STEP_CLUSTERING * count)
+        steps.append(float(STEP_CANDIDATES[fits].max()) if fits.any() else 1.0)
+    return float(np.median(steps))
+
+
 def colour_cast(image: np.ndarray) -> float:
     """Departure from neutral (0 for grey): the smaller of the grey-world and the white-patch
     estimate, each the largest |ln(channel / mean of the channels)|."""
@@ -223,6 +290,7 @@ def camera_quality(image: np.ndarray) -> ModalityQuality:
     occluded = occluded_fraction(block_mean, block_var, sigma)
     blur = blur_sigma(grey_f, sigma)
     blocks = blockiness(grey_f)
+    step = jpeg_step(grey_f)
     cast = colour_cast(image)
     veil = haze_veil(image, grey)
 
@@ -234,6 +302,7 @@ def camera_quality(image: np.ndarray) -> ModalityQuality:
         "contrast": contrast,
         "occluded_fraction": occluded,
         "blockiness": blocks,
+        "jpeg_step": step,
         "colour_cast": cast,
         "haze_veil": veil,
     }
@@ -243,7 +312,8 @@ def camera_quality(image: np.ndarray) -> ModalityQuality:
         "exposure": rising(mean, *LUMINANCE_CURVE) * falling(clipped, *CLIPPED_CURVE),
         "contrast": rising(contrast, *CONTRAST_CURVE),
         "occlusion": falling(occluded, *OCCLUDED_CURVE),
-        "compression": falling(blocks, *BLOCKINESS_CURVE),
+        "compression": min(falling(blocks, *BLOCKINESS_CURVE),
+                           falling(step, *JPEG_STEP_CURVE)),
         "colour": falling(cast, *CAST_CURVE),
         "haze": falling(veil, *VEIL_CURVE),
     }
