@@ -1,15 +1,17 @@
 """How the allocation answers faults it never trained on: real-world kinds outside the world's
 corruption family, which only the quality measures (and the rasters) can tell it about.
 
-Runs FusionPipeline with the shipped detector under the shipped controller and under the equal
-split on test scenes, clean and under each fault at full severity, at budgets 0.25 and 0.5, and
-prints per condition: the measured quality, the blocks each sensor got and the mAP. The faults
-are sim/corruptions.REAL_WORLD_FAULTS (JPEG at quality 5, a colour cast, mixed depth pixels, a
-lost depth band, a 120-degree lidar gap, saturated intensities, ghost returns below the road)
-and the world's motion blur, which every controller's training holds out; which of the
-real-world kinds a controller trained on is in its config (data.corruptions).
+Runs FusionPipeline with the shipped detector under the shipped controller and the equal split
+(and the DynMM gate with --policies) on test scenes, clean and under each fault at full
+severity, at budgets 0.25 and 0.5, and prints per condition: the measured quality, the blocks
+each sensor got and the mAP. The faults are sim/corruptions.REAL_WORLD_FAULTS (JPEG at quality
+5, a colour cast, mixed depth pixels, a lost depth band, a 120-degree lidar gap, saturated
+intensities, ghost returns below the road) and the world's motion blur, which every controller's
+training holds out; which of the real-world kinds a controller or gate trained on is in its
+config (data.corruptions).
 
-    .venv/bin/python bench/bench_held_out.py [--scenes 32] [--controller PATH] [--json FILE]
+    .venv/bin/python bench/bench_held_out.py [--scenes 32] [--policies controller,equal_split,dynmm]
+        [--controller PATH] [--gate PATH] [--json FILE]
 """
 
 import argparse
@@ -33,6 +35,7 @@ from adaptive_fusion.sim.corruptions import REAL_WORLD_FAULTS, corrupt
 
 BUDGETS = (0.25, 0.5)
 POLICIES = ("controller", "equal_split")
+ALL_POLICIES = ("controller", "equal_split", "dynmm")
 
 
 def held_out(frames, kind: str, seed: int):
@@ -77,15 +80,15 @@ def run(pipelines, scenes, kinds, config) -> dict:
     return report
 
 
-def print_report(report: dict, modalities) -> None:
+def print_report(report: dict, modalities, policies) -> None:
     print(f"{'condition':<20} {'quality c/d/l':>15} | " + " | ".join(
-        f"{f'{p}@{b}':>26}" for p in POLICIES for b in BUDGETS))
+        f"{f'{p}@{b}':>26}" for p in policies for b in BUDGETS))
     print(f"{'':<20} {'':>15} | " + " | ".join(
-        f"{'mAP  blocks c/d/l':>26}" for _ in POLICIES for _ in BUDGETS))
+        f"{'mAP  blocks c/d/l':>26}" for _ in policies for _ in BUDGETS))
     for kind, entry in report.items():
-        quality = entry[f"controller@{BUDGETS[0]}"]["quality"]
+        quality = entry[f"{policies[0]}@{BUDGETS[0]}"]["quality"]
         cells = []
-        for p in POLICIES:
+        for p in policies:
             for b in BUDGETS:
                 e = entry[f"{p}@{b}"]
                 split = "/".join(f"{e['blocks'][m]:.1f}" for m in modalities)
@@ -98,19 +101,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--policies", default=",".join(POLICIES),
+                        help=f"comma-separated, of {', '.join(ALL_POLICIES)}")
     parser.add_argument("--controller", help="controller checkpoint (default: the packaged one)")
+    parser.add_argument("--gate", help="DynMM gate checkpoint (default: the packaged one)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    policies = tuple(args.policies.split(","))
+    unknown = set(policies) - set(ALL_POLICIES)
+    if unknown:
+        parser.error(f"unknown policies {sorted(unknown)}; choose from {ALL_POLICIES}")
     torch.set_num_threads(args.threads)
     model, _ = load_checkpoint(DEFAULT_MODEL)
-    checkpoints = {"controller": args.controller}
+    checkpoints = {"controller": args.controller, "dynmm": args.gate}
     pipelines = {name: FusionPipeline(model, make_policy(name, model, checkpoints.get(name)),
-                                      streams="one_after_another") for name in POLICIES}
+                                      streams="one_after_another") for name in policies}
     world = World()
     scenes = [world.render(TEST_FIRST_SEED + i)
               for i in tqdm(range(args.scenes), desc="rendering")]
     report = run(pipelines, scenes, KINDS, model.config)
-    print_report(report, model.config.modalities)
+    print_report(report, model.config.modalities, policies)
     if args.json:
         args.json.write_text(json.dumps({"scenes": args.scenes, "conditions": report}, indent=1))
         print(f"json: {args.json}")

@@ -16,7 +16,12 @@ from adaptive_fusion.lab.evaluation.allocators import frame_score
 from adaptive_fusion.lab.evaluation.runner import evaluation_truth
 from adaptive_fusion.lab.gate.config import load_gate_config
 from adaptive_fusion.lab.gate.table import sample_row
-from adaptive_fusion.lab.gate.trainer import GateTrainer, path_weights, temperature_at
+from adaptive_fusion.lab.gate.trainer import (
+    GateTrainer,
+    dropping_labels,
+    path_weights,
+    temperature_at,
+)
 from adaptive_fusion.lab.training.config import ConfigError
 from adaptive_fusion.lab.training.data import frame_targets
 from adaptive_fusion.lab.training.loss import per_sample_detection_loss
@@ -262,6 +267,59 @@ def test_gate_training_learns_which_sensor_to_trust(tiny_trainer):
     last = summary["last"]
     assert last["val_gate"] < last["val_equal_split"] - 0.3
     assert last["val_gate"] < last["val_oracle"] + 0.05
+
+
+def test_dropping_labels_compare_the_deepest_path_with_and_without_each_sensor():
+    paths = torch.from_numpy(path_counts(3, (1, 2, 4)))
+    index = {tuple(p): i for i, p in enumerate(paths.tolist())}
+    losses = torch.full((3, len(paths)), 2.0)
+    losses[0, index[(4, 4, 0)]] = 1.5  # sample 0: leaving the lidar out helps
+    losses[0, index[(0, 4, 4)]] = 2.5  # and the camera is needed
+    losses[1, index[(4, 4, 2)]] = 0.5  # sample 1: a shallower path is better, not dropping
+    losses[2, index[(4, 0, 0)]] = 1.0  # sample 2: only the camera is live, nothing to drop
+    live = torch.tensor([[1, 1, 1], [1, 1, 1], [1, 0, 0]])
+    helps, counted = dropping_labels(paths, live, losses)
+    assert helps.tolist() == [[False, False, True], [False, False, False], [False] * 3]
+    assert counted.tolist() == [[True] * 3, [True] * 3, [False] * 3]
+
+
+def test_the_use_loss_teaches_the_gate_to_leave_out_a_sensor_that_misleads(tiny_trainer):
+    """Running a good sensor takes 0.05 off the loss; a bad lidar (quality 0.1) adds 0.005, a
+    margin of the size the real table shows, within the paths' noise. Trained with the use
+    loss, the gate leaves the bad lidar out and keeps the good one."""
+    trainer = tiny_trainer
+    rng = np.random.default_rng(1)
+    paths = trainer.gate.paths.float()
+
+    def table(samples: int) -> dict[str, torch.Tensor]:
+        bad = torch.from_numpy(rng.random(samples) < 0.5)
+        quality = torch.ones(samples, 3)
+        quality[bad, 2] = 0.1
+        running = (paths > 0).float()  # (paths, 3)
+        value = torch.full((samples, 3), -0.05)
+        value[bad, 2] = 0.005
+        losses = (2.0 + value @ running.T - 0.001 * paths.sum(1)
+                  + 0.002 * torch.from_numpy(rng.normal(size=(samples, len(paths)))).float())
+        views = {key: torch.zeros(samples, *trainer.train_table[key].shape[1:],
+                                  dtype=torch.float16)
+                 for key in (f"view_{name}" for name in MODALITIES)}
+        return {**views, "quality": quality, "live": torch.ones(samples, 3),
+                "detection_loss": losses.contiguous()}
+
+    trainer.train_table, trainer.val = table(512), table(128)
+    schedule = trainer.config.schedule
+    schedule.epochs, schedule.batch_size, schedule.hard_epoch = 30, 32, 20
+    trainer.config.optimiser.lr = 0.01
+    trainer.config.use_weight = 4.0
+    torch.manual_seed(0)
+    trainer.gate = ModalityGate(trainer.gate.config, trainer.gate.model_config)
+    trainer.train()
+    views, quality, live, _ = trainer._batch(trainer.val, slice(None))
+    budget = torch.full((len(live),), 0.25)
+    with torch.no_grad():
+        runs_lidar = trainer.gate.paths[trainer.gate(views, quality, live, budget).argmax(1), 2] > 0
+    bad = quality[:, 2] < 0.5
+    assert (~runs_lidar[bad]).float().mean() > 0.9 and runs_lidar[~bad].float().mean() > 0.9
 
 
 def test_gate_checkpoint_round_trip_and_refusals(tmp_path):

@@ -122,6 +122,24 @@ class ModalityGate(nn.Module):
         """views: modality -> (B, 2C, rows, cols) from `views` (a missing one counts as not
         live); quality and live (B, modalities); budget (B,) fraction of the blocks' cost.
         Returns (B, paths) logits, not yet masked to the feasible paths."""
+        return self.path_logits(*self.logits(views, quality, live, budget))
+
+    def path_logits(self, per_modality: torch.Tensor, per_path: torch.Tensor) -> torch.Tensor:
+        """(B, paths): per path the per-modality logit of each modality's depth, plus its own."""
+        modalities = torch.arange(len(self.modalities), device=per_path.device)
+        return per_modality[:, modalities, self.option].sum(dim=2) + per_path
+
+    @staticmethod
+    def use_logits(per_modality: torch.Tensor) -> torch.Tensor:
+        """(B, modalities): how much more the gate favours running each modality (at its best
+        depth) than leaving it out; the modality level of the choice, which the trainer can
+        supervise directly (lab/gate/trainer.py)."""
+        return torch.logsumexp(per_modality[:, :, 1:], dim=2) - per_modality[:, :, 0]
+
+    def logits(self, views: Mapping[str, torch.Tensor], quality: torch.Tensor,
+               live: torch.Tensor, budget: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """forward's two parts: (B, modalities, 1 + depths) per-modality logits, one per depth
+        option (0 first), and (B, paths) per-path logits."""
         live = live.float()
         features = []
         for m, name in enumerate(self.modalities):
@@ -131,9 +149,7 @@ class ModalityGate(nn.Module):
                 features.append(live.new_zeros(len(live), self.config.channels[-1]))
         x = self.trunk(torch.cat([*features, quality.float() * live, live,
                                   budget_features(budget)], dim=1))
-        per_modality = self.per_modality(x).view(len(x), len(self.modalities), -1)
-        modalities = torch.arange(len(self.modalities), device=x.device)
-        return per_modality[:, modalities, self.option].sum(dim=2) + self.per_path(x)
+        return self.per_modality(x).view(len(x), len(self.modalities), -1), self.per_path(x)
 
 
 def path_costs(paths: np.ndarray, table: CostTable, modalities: Sequence[str]) -> np.ndarray:

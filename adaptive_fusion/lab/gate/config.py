@@ -49,6 +49,12 @@ class GateTrainConfig:
     # DynMM's resource loss, in measured milliseconds: lambda * max(0, E[ms] - B) / T per
     # sample, E[ms] the table cost of the path weights, B the sample's budget, T all blocks' ms
     resource_weight: float = 5.0  # lambda
+    # Weight of the modality level's own supervision: the binary cross-entropy of the gate's
+    # use logits (policies/gate.ModalityGate.use_logits) against the layer controller's label,
+    # "leaving this sensor out lowers the detection loss" (controller/usage.py; read off the
+    # table). The path losses alone never taught the gate to drop a misleading sensor
+    # (docs/experiments.md, "The DynMM gate"); 0 trains DynMM's losses only.
+    use_weight: float = 4.0
     # What a path costs a sample (table.py): "detection_loss" (DynMM's task loss, the frozen
     # detector's loss as deployed) or "ap_misses" (1 - the frame's AP of its boxes)
     task: str = "detection_loss"
@@ -73,6 +79,8 @@ def load_gate_config(path: str | Path) -> GateTrainConfig:
     config.gate_config()  # validate early
     if config.task not in TASKS:
         raise ConfigError(f"task must be one of {TASKS}, got {config.task!r}")
-    if config.resource_weight < 0 or config.cost_runs < 1 or config.table_chunk < 1:
-        raise ConfigError("resource_weight >= 0, cost_runs >= 1 and table_chunk >= 1")
+    if (config.resource_weight < 0 or config.use_weight < 0 or config.cost_runs < 1
+            or config.table_chunk < 1):
+        raise ConfigError("resource_weight >= 0, use_weight >= 0, cost_runs >= 1 and "
+                          "table_chunk >= 1")
     return config

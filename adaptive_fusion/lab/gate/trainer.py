@@ -13,6 +13,11 @@ in the cost table measured on this machine, B = f T, T the cost of all blocks. D
 per GFLOP; divided by T it is per full model, the same on a fast host and a slow one. DynMM's
 random-path warm-up is not needed: it trains the branches, which here are the frozen detector.
 
+To DynMM's loss this adds use_weight times the layer controller's use loss on the gate's
+modality level (ModalityGate.use_logits against dropping_labels): where a sensor misleads the
+detector, its paths' losses differ too little for DynMM's loss alone to teach the gate to leave
+it out.
+
 Every epoch scores the gate on the validation table as it runs (only the paths that fit the
 budget, policies/learned.GateAllocator): the mean detection loss of its paths at each validation
 budget, next to the equal split's and the best path's (the oracle's); the epoch with the lowest
@@ -32,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from adaptive_fusion.lab.controller.usage import dropping_helps, use_loss
 from adaptive_fusion.lab.gate.config import GateTrainConfig
 from adaptive_fusion.lab.gate.table import build_table
 from adaptive_fusion.lab.training.config import ConfigError, config_to_dict
@@ -58,6 +64,27 @@ def path_weights(logits: torch.Tensor, allowed: torch.Tensor, temperature: float
 def temperature_at(epoch: int, epochs: int, start: float, end: float) -> float:
     """Exponential decay from `start` at the first epoch to `end` at the last."""
     return start * (end / start) ** (epoch / max(1, epochs - 1))
+
+
+def dropping_labels(paths: torch.Tensor, live: torch.Tensor,
+                    losses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layer controller's use-head labels (controller/usage.py), read off the table: per
+    sample and live modality, whether the detection loss (as deployed) of the deepest path over
+    every live modality falls when that modality is left out. (helps, counted), (B, modalities)
+    bool; counted where the modality is live next to another live one."""
+    deepest = int(paths.max())
+    index = {tuple(path): i for i, path in enumerate(paths.tolist())}
+    live = live.bool()
+    full = deepest * live.long()
+    with_all = losses[torch.arange(len(live)), [index[tuple(row)] for row in full.tolist()]]
+    dropped = with_all[:, None].repeat(1, live.shape[1])
+    for m in range(live.shape[1]):
+        rows = torch.nonzero(live[:, m] & (live.sum(dim=1) >= 2)).flatten()
+        if len(rows):
+            without = full[rows].clone()
+            without[:, m] = 0
+            dropped[rows, m] = losses[rows, [index[tuple(row)] for row in without.tolist()]]
+    return dropping_helps(with_all, dropped, live)
 
 
 class GateTrainer:
@@ -114,6 +141,8 @@ class GateTrainer:
                                               steps_per_epoch * schedule.epochs)
         rng = np.random.default_rng(config.seed)
         block_total = self.costs.block_total()
+        all_helps, all_counted = dropping_labels(
+            self.gate.paths, self.train_table["live"], self.train_table["detection_loss"])
         best, history = math.inf, []
         epochs = tqdm(range(schedule.epochs), desc="gate epoch", disable=not self.show)
         for epoch in epochs:
@@ -122,13 +151,14 @@ class GateTrainer:
             hard = epoch >= schedule.hard_epoch
             self.gate.train()
             order = torch.from_numpy(rng.permutation(samples))
-            sums = {"loss": 0.0, "task": 0.0, "resource": 0.0}
+            sums = {"loss": 0.0, "task": 0.0, "resource": 0.0, "use": 0.0}
             for step in range(steps_per_epoch):
                 index = order[step * schedule.batch_size : (step + 1) * schedule.batch_size]
                 views, quality, live, losses = self._batch(self.train_table, index)
                 fraction = torch.from_numpy(
                     rng.uniform(schedule.min_budget, 1.0, len(index))).float()
-                logits = self.gate(views, quality, live, fraction)
+                per_modality, per_path = self.gate.logits(views, quality, live, fraction)
+                logits = self.gate.path_logits(per_modality, per_path)
                 on_live = feasible_paths(self.gate.paths, self.path_ms, live,
                                          torch.full((len(index),), math.inf))
                 weights = path_weights(logits, on_live, temperature, hard)
@@ -136,7 +166,9 @@ class GateTrainer:
                 expected_ms = (weights * self.path_ms).sum(dim=1)
                 resource = config.resource_weight * F.relu(
                     expected_ms - fraction * block_total) / block_total
-                loss = (task + resource).mean()
+                usage = use_loss(self.gate.use_logits(per_modality), all_helps[index],
+                                 all_counted[index])
+                loss = (task + resource).mean() + config.use_weight * usage
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.gate.parameters(), config.optimiser.grad_clip)
@@ -145,6 +177,7 @@ class GateTrainer:
                 sums["loss"] += loss.item()
                 sums["task"] += task.mean().item()
                 sums["resource"] += resource.mean().item()
+                sums["use"] += usage.item()
             metrics = {"epoch": epoch, "temperature": temperature, "hard": hard,
                        **{key: value / steps_per_epoch for key, value in sums.items()},
                        **self.validate()}
