@@ -342,6 +342,18 @@ def test_haze_lowers_real_photos_through_the_veil():
 
 
 @pytest.mark.parametrize("seed", [2_000_000, 2_000_001, 2_000_002])
+def test_heavy_jpeg_of_the_rendered_world_is_seen_and_a_usual_stream_is_not(seed):
+    """At quality 3 every block of the smooth rendered image is flat and nine steps in ten are 0:
+    the JPEG step finds no coefficient off 0, and the blocks' edges must carry the measure. A
+    camera's usual quality-75 stream stays healthy."""
+    image = World().render(seed).image
+    assert camera_quality(jpeg(image, 75)).measures["q_compression"] == 1.0
+    for quality in (5, 3):
+        measured = camera_quality(jpeg(image, quality))
+        assert measured.score < 0.5, (quality, measured.measures)
+
+
+@pytest.mark.parametrize("seed", [2_000_000, 2_000_001, 2_000_002])
 def test_blocking_and_cast_leave_the_rendered_world_alone(seed):
     """The world renders neither blocks nor casts, nor a veil but in fog: under every other
     camera corruption those factors stay 1, so the scores the controller was trained on do not

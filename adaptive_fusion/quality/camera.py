@@ -22,9 +22,11 @@ Measures (on the 8-bit luminance, in grey levels or pixels, but for the colour c
   textureless but bright.
 - blockiness: JPEG's 8x8 blocking. The mean absolute step between neighbouring pixels, at each of
   the 8 offsets of the block grid, along rows and along columns; the largest over the median of
-  the 8 (1 for an image without a grid). Steps are capped at their 90th percentile first, so a
-  few strong edges that happen to share a column do not pass for a grid, and the median has a
-  floor of half a grey level, so a flat image (fog) is not a grid either.
+  the 8 (1 for an image without a grid). Steps are capped at the 90th percentile of the steps
+  that are not 0 first, so a few strong edges that happen to share a column do not pass for a
+  grid (at quality 3 nine steps in ten are 0, inside the flattened blocks, and a cap taken over
+  all of them was 0), and the median has a floor of half a grey level, so a flat image (fog) is
+  not a grid either.
 - jpeg_step: JPEG's quantisation step, read back from the pixels. Each 8x8 block of the
   luminance (JPEG's Y is the same weighting) goes through the orthonormal DCT that JPEG uses; a
   decoded JPEG's coefficients sit on multiples of the step its quantisation table gave that
@@ -58,10 +60,12 @@ Reference values (healthy limit: factor 1 up to here / half-point; see score.py)
 - occluded fraction 0.03 / 0.25: a deep shadow or a dark flat wall can pass for a few blocks.
   Only blob interiors count (soft rims keep some of the scene), so a quarter of the blocks is
   about 40 % of the view behind dirt: objects are about as likely hidden as not.
-- blockiness 1.6 / 2.5: scikit-image's photographs read 1.01-1.18 as stored, 1.05-1.20 after
-  JPEG at quality 90, 1.3-1.9 at 50, 1.6-2.7 at 20, 2.2-3.3 at 5; a smooth noisy texture at
-  quality 75 (a camera's usual setting) up to 1.54; the rendered world, under every corruption,
-  at most 1.12.
+- blockiness 2 / 3 (power 3): scikit-image's photographs read 1.02-1.18 as stored, 1.15-1.32
+  after JPEG at quality 75 (a camera's usual setting), 1.3-1.8 at 50, 1.9-3.6 at 10, 2.7-6.3 at 5
+  and 3.8-12.5 at 3; the rendered world, smooth as it is, 1.5-1.6 at 90, 1.8-1.95 at 75 and
+  4.9-9.4 at 3, and under every corruption, uncompressed, at most 1.2. Blockiness speaks where
+  the JPEG step cannot: below quality 10 the low frequencies' steps pass 64 and nearly every
+  coefficient is 0, while the blocks' edges stand out more than ever.
 - JPEG step 8 / 32 grey levels (DCT units): the standard luminance table's low frequencies give
   steps of 1-2 at quality 90-95, 6 at 75 (a camera's usual setting), 11-12 at 50, 30 at 20 and
   60 at 10 (scikit-image's photographs read exactly these). At 32 a block's coarsest ramp moves
@@ -96,7 +100,7 @@ LUMINANCE_CURVE = (45.0, 25.0, 3.0)
 CLIPPED_CURVE = (0.15, 0.4, 2.0)
 CONTRAST_CURVE = (0.08, 0.04, 3.0)
 OCCLUDED_CURVE = (0.08, 0.25, 2.0)
-BLOCKINESS_CURVE = (1.6, 2.5, 2.0)
+BLOCKINESS_CURVE = (2.0, 3.0, 3.0)
 JPEG_STEP_CURVE = (8.0, 32.0, 2.0)
 CAST_CURVE = (0.3, 0.7, 2.0)
 VEIL_CURVE = (0.25, 0.5, 2.0)
@@ -194,7 +198,9 @@ def blockiness(grey_f: np.ndarray) -> float:
     worst = 1.0
     for steps in (np.abs(np.diff(grey_f[::SUBSAMPLE], axis=1)),
                   np.abs(np.diff(grey_f[:, ::SUBSAMPLE], axis=0)).T):
-        capped = np.minimum(steps, np.percentile(steps, STEP_CAP_PERCENTILE))
+        moving = steps[steps > 0]  # inside a heavily compressed block nothing moves at all
+        cap = np.percentile(moving, STEP_CAP_PERCENTILE) if moving.size else 0.0
+        capped = np.minimum(steps, cap)
         per_offset = np.array([capped[:, k::JPEG_BLOCK].mean() for k in range(JPEG_BLOCK)])
         worst = max(worst, float(per_offset.max() / max(np.median(per_offset), STEP_FLOOR)))
     return worst
