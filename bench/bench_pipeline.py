@@ -9,6 +9,8 @@ the host's float32 matmul speed measured in the same run.
 
     .venv/bin/python bench/bench_pipeline.py [--scenes 12] [--rounds 4] [--threads 2]
         [--architecture FILE]   # a searched subnet (adaptive-fusion search); budgets are of it
+        [--quality-stride N]    # also fusion_node's quality_stride N beside 1, in turn
+                                # (means then, not medians: frames differ by design)
 """
 
 import argparse
@@ -56,6 +58,7 @@ def main() -> None:
     parser.add_argument("--budgets", default="1,0.5,0.25,0.125")
     parser.add_argument("--model", default=str(DEFAULT_MODEL))
     parser.add_argument("--architecture", help="architecture JSON of the subnet to run")
+    parser.add_argument("--quality-stride", type=int, default=1)
     args = parser.parse_args()
     budgets = [float(b) for b in args.budgets.split(",")]
     if budgets[0] != 1.0:
@@ -66,46 +69,63 @@ def main() -> None:
     model, _ = load_checkpoint(args.model)
     if args.architecture:
         model.use_architecture(Architecture.load(args.architecture, model.config))
-    pipeline = FusionPipeline(model, make_policy(args.policy, model),
-                              streams="one_after_another")
+    # With --quality-stride N > 1 a pipeline measuring quality every frame runs beside it, the
+    # two in turn on the same frames, so that both meet the same load.
+    strides = sorted({1, args.quality_stride})
+    pipelines = {stride: FusionPipeline(model, make_policy(args.policy, model),
+                                        streams="one_after_another", quality_stride=stride)
+                 for stride in strides}
     world = World()
     frames = []
     for seed in range(TEST_FIRST_SEED, TEST_FIRST_SEED + args.scenes):
         scene = world.render(seed)
         frames.append(SensorFrame(scene.image, scene.depth, scene.points, scene.calib,
                                   scene.lidar))
-    pipeline.warm_up(frames[0])
+    for pipeline in pipelines.values():
+        pipeline.warm_up(frames[0])
 
-    times = {b: {stage: [] for stage in STAGES} for b in budgets}
-    blocks_run = {b: [] for b in budgets}
+    times = {(k, b): {stage: [] for stage in STAGES} for k in strides for b in budgets}
+    blocks_run = {(k, b): [] for k in strides for b in budgets}
     for _ in tqdm(range(args.rounds), desc="rounds"):
         for frame in frames:
             for budget in budgets:
-                result = pipeline.run(frame, budget)
-                t = dict(result.timings_ms)
-                t["model_outside_blocks"] = t["model"] - t["blocks"]
-                for stage in STAGES:
-                    times[budget][stage].append(t[stage])
-                blocks_run[budget].append(sum(result.layers(model.config.modalities).values()))
+                for stride, pipeline in pipelines.items():
+                    result = pipeline.run(frame, budget)
+                    t = dict(result.timings_ms)
+                    t["model_outside_blocks"] = t["model"] - t["blocks"]
+                    for stage in STAGES:
+                        times[stride, budget][stage].append(t[stage])
+                    blocks_run[stride, budget].append(
+                        sum(result.layers(model.config.modalities).values()))
 
-    median = {b: {s: float(np.median(v)) for s, v in times[b].items()} for b in budgets}
-    full = median[1.0]
-    block_rate = block_gflop(model) / (full["blocks"] / 1e3)
+    # A quality stride makes frames differ by design (one sensor measured in turn): means then
+    # for every pipeline of the run, medians otherwise.
+    summary = np.median if strides == [1] else np.mean
+    table = {key: {s: float(summary(v)) for s, v in stages.items()}
+             for key, stages in times.items()}
     print(f"model: {args.model}; architecture {args.architecture or 'full'}; "
           f"policy {args.policy}; {args.threads} threads; {args.scenes} "
           f"test scenes x {args.rounds} rounds; load average {os.getloadavg()[0]:.2f} on "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs; {summary.__name__}s per stage")
     print(f"host: float32 matmul {gflops[1]:.0f} GFLOP/s at 1 thread, {gflops[args.threads]:.0f} "
           f"at {args.threads}")
-    header = (f"{'budget':>6} {'blocks':>6} " + " ".join(f"{s[:13]:>13}" for s in STAGES)
-              + f" {'% of full':>9} {'outside %':>9}")
+    header = (f"{'stride':>6} {'budget':>6} {'blocks':>6} "
+              + " ".join(f"{s[:13]:>13}" for s in STAGES) + f" {'% of full':>9} {'outside %':>9}")
     print(header)
-    for b in budgets:
-        m = median[b]
-        outside = m["total"] - m["blocks"]
-        print(f"{b:>6.3f} {np.median(blocks_run[b]):>6.0f} "
-              + " ".join(f"{m[s]:>13.2f}" for s in STAGES)
-              + f" {100 * m['total'] / full['total']:>9.1f} {100 * outside / full['total']:>9.1f}")
+    for stride in strides:
+        full = table[stride, 1.0]
+        for b in budgets:
+            m = table[stride, b]
+            outside = m["total"] - m["blocks"]
+            print(f"{stride:>6} {b:>6.3f} {np.median(blocks_run[stride, b]):>6.0f} "
+                  + " ".join(f"{m[s]:>13.2f}" for s in STAGES)
+                  + f" {100 * m['total'] / full['total']:>9.1f}"
+                  + f" {100 * outside / full['total']:>9.1f}")
+    if len(strides) > 1:
+        print(f"quality stride {args.quality_stride} against 1, total per frame: " + ", ".join(
+            f"{table[args.quality_stride, b]['total'] / table[1, b]['total']:.2f} at {b:g}"
+            for b in budgets))
+    block_rate = block_gflop(model) / (table[1, 1.0]["blocks"] / 1e3)
     print(f"blocks at full depth: {block_rate:.0f} GFLOP/s, "
           f"{100 * block_rate / gflops[args.threads]:.0f}% of the host's "
           f"{args.threads}-thread matmul")

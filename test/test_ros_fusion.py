@@ -343,7 +343,7 @@ def test_invalid_parameters_are_rejected_with_a_reason(system):
     for name, value in (
         ("compute_budget", 1.5), ("compute_budget", 0.0), ("latency_budget_ms", -1.0),
         ("sync_queue_size", 0), ("sensor_timeout", 0.0), ("policy", "bogus"),
-        ("model_path", "/elsewhere"), ("score_threshold", "high"),
+        ("model_path", "/elsewhere"), ("score_threshold", "high"), ("quality_stride", 0),
     ):  # fmt: skip
         [result] = set_params(probe.fusion_params, **{name: value})
         assert not result.successful and result.reason, (name, value)
@@ -357,3 +357,7 @@ def test_invalid_parameters_are_rejected_with_a_reason(system):
     results = set_params(probe.fusion_params, latency_budget_ms=250.0, sync_slop=0.04)
     assert all(result.successful for result in results)
     wait_for(lambda: probe.fusion("latency_budget_ms") == "250", 3.0, "the new latency budget")
+    [result] = set_params(probe.fusion_params, quality_stride=3)
+    assert result.successful and fusion.pipeline.quality_stride == 3
+    [result] = set_params(probe.fusion_params, quality_stride=1)
+    assert result.successful and fusion.pipeline.quality_stride == 1

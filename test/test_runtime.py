@@ -151,6 +151,32 @@ def test_corrupted_camera_loses_layers(pipeline, frames):
     assert corrupted.layers(MODALITIES)["camera"] == 1
 
 
+def test_quality_stride_measures_each_sensor_in_turn_and_serves_its_last_score(frames):
+    """With a stride of 3 a noisy camera from frame 1 on is seen on frame 3, the camera's turn;
+    a lidar that comes back is measured at once; with a stride of 1 every frame is measured."""
+    torch.manual_seed(0)
+    model = AdaptiveFusionDetector(SMALL).eval()
+    pipeline = FusionPipeline(model, EqualSplitPolicy(SMALL.modalities, SMALL.layers),
+                              quality_stride=3)
+    noisy = corrupt(frames, {"camera": ("noise", 1.0)}, seed=1)
+    clean = measure_quality(sensor_frame(frames))
+    seen = [pipeline.run(sensor_frame(f), 0.25).quality
+            for f in (frames, noisy, noisy, noisy)]
+    assert [q["camera"] for q in seen] == [clean["camera"]] * 3 + [measure_quality(
+        sensor_frame(noisy))["camera"]]
+    assert seen[3]["camera"] < 0.5 < clean["camera"]
+    assert all(q["depth"] == clean["depth"] and q["lidar"] == clean["lidar"] for q in seen)
+    without_lidar = pipeline.run(sensor_frame(noisy, points=None), 0.25)  # frame 4
+    assert set(without_lidar.quality) == {"camera", "depth"}
+    back = pipeline.run(sensor_frame(noisy), 0.25)  # frame 5, the lidar's turn anyway
+    again = pipeline.run(sensor_frame(noisy, points=None), 0.25)  # frame 6
+    returned = pipeline.run(sensor_frame(noisy), 0.25)  # frame 7: not its turn, no score kept
+    assert back.quality["lidar"] == returned.quality["lidar"] == clean["lidar"]
+    assert "lidar" not in again.quality
+    pipeline.quality_stride = 1
+    assert pipeline.run(sensor_frame(frames), 0.25).quality == clean
+
+
 def test_bad_arrays_are_refused_with_a_kind(pipeline, frames):
     cases = {
         "size_mismatch": dict(image=frames.image[:100]),

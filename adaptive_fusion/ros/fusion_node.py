@@ -179,6 +179,9 @@ PARAMETERS = (
     Spec("latency_budget_ms", 0.0, "deadline per frame in ms, turned into blocks with the "
          "block costs measured while running (0 = none)", (0.0, 60000.0)),
     Spec("policy", "controller", "layer allocation policy", choices=tuple(POLICIES)),
+    Spec("quality_stride", 1, "measure each sensor's quality on one frame in this many, the "
+         "sensors in turn, its last score serving in between (quality is the largest fixed cost "
+         "of a frame; 1 = every sensor every frame)", (1, 30)),
     Spec("score_threshold", 0.3, "lowest detection score published", (0.0, 1.0)),
     Spec("max_detections", 50, "most detections per frame", (1, 1000)),
     Spec("sync_slop", 0.05, "seconds two stamps may differ within a set", (0.0, 5.0)),
@@ -259,6 +262,8 @@ class FusionNode(LifecycleNode):
         names = {param.name for param in params}
         if self.pipeline is not None and "policy" in names:
             self.pipeline.policy = self._pending_policy
+        if self.pipeline is not None and "quality_stride" in names:
+            self.pipeline.quality_stride = self._param("quality_stride")
         if "max_future_stamp" in names:
             for guard in self._stamp_guards.values():
                 guard.max_future_s = self._param("max_future_stamp")
@@ -370,7 +375,8 @@ class FusionNode(LifecycleNode):
             self.get_logger().error(f"cannot configure: {error}")
             return TransitionCallbackReturn.FAILURE
         self.pipeline = FusionPipeline(model, policy, self._param("device"),
-                                       self._param("stream_scheduling"))
+                                       self._param("stream_scheduling"),
+                                       self._param("quality_stride"))
         self.pipeline.warm_up(blank_frame(self._warm_up_frame()))
         self._reset_state()
         self.pub_detections = self.create_lifecycle_publisher(

@@ -17,6 +17,15 @@ class InputError(ValueError):
         self.kind = kind
 
 
+SENSOR_ARRAYS = {"camera": "image", "depth": "depth", "lidar": "points"}  # modality -> field
+
+
+def present(frame) -> tuple[str, ...]:
+    """The modalities whose array a SensorFrame or a FrameSet has (None: missing)."""
+    return tuple(name for name, field in SENSOR_ARRAYS.items()
+                 if getattr(frame, field) is not None)
+
+
 @dataclass
 class SensorFrame:
     """Newest data of each modality (None when the modality is missing), with the geometry.
@@ -29,8 +38,7 @@ class SensorFrame:
     lidar: LidarModel
 
     def present(self) -> tuple[str, ...]:
-        arrays = {"camera": self.image, "depth": self.depth, "lidar": self.points}
-        return tuple(name for name, array in arrays.items() if array is not None)
+        return present(self)
 
 
 def check_image(image: np.ndarray, calib: Calibration) -> None:

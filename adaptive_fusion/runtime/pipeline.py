@@ -21,7 +21,7 @@ from adaptive_fusion.model.streams import SideBySideStreams
 from adaptive_fusion.policies.registry import AllocationPolicy
 from adaptive_fusion.quality import camera_quality, depth_quality, lidar_quality
 from adaptive_fusion.runtime.budget import BlockCosts, BudgetDecision, resolve_budget
-from adaptive_fusion.runtime.frame import SensorFrame, check_frame
+from adaptive_fusion.runtime.frame import SensorFrame, check_frame, present
 from adaptive_fusion.runtime.scheduling import STREAM_SCHEDULING, StreamScheduler, frame_kind
 
 WARM_UP_FRAMES = 3
@@ -80,15 +80,15 @@ class BlockTimer:
             self.calls += 1
 
 
-def measure_quality(frame: SensorFrame) -> dict[str, float]:
-    scores = {}
-    if frame.image is not None:
-        scores["camera"] = camera_quality(frame.image).score
-    if frame.depth is not None:
-        scores["depth"] = depth_quality(frame.depth).score
-    if frame.points is not None:
-        scores["lidar"] = lidar_quality(frame.points, frame.lidar).score
-    return scores
+SENSOR_QUALITY = {  # each sensor's score from a frame (a SensorFrame or a FrameSet)
+    "camera": lambda frame: camera_quality(frame.image).score,
+    "depth": lambda frame: depth_quality(frame.depth).score,
+    "lidar": lambda frame: lidar_quality(frame.points, frame.lidar).score,
+}
+
+
+def measure_quality(frame) -> dict[str, float]:
+    return {name: SENSOR_QUALITY[name](frame) for name in present(frame)}
 
 
 class FusionPipeline:
@@ -96,13 +96,21 @@ class FusionPipeline:
 
     def __init__(
         self, model: AdaptiveFusionDetector, policy: AllocationPolicy, device: str = "cpu",
-        streams: str = "auto",
+        streams: str = "auto", quality_stride: int = 1,
     ):
         """streams: how the modality streams run on a CPU with more than one torch thread:
         "one_after_another" (each at all threads), "side_by_side" (one per thread,
         model/streams.py: faster where other processes share the cores, slower on a quiet
         host), or "auto", whichever the frames measure faster (runtime/scheduling.py). With
-        one thread or on a GPU they always run one after another."""
+        one thread or on a GPU they always run one after another.
+
+        quality_stride (settable later): each sensor's quality is measured on one frame in
+        quality_stride, the sensors in turn (with 3: the camera on frames 0, 3, 6, ..., the
+        depth camera on 1, 4, ..., the lidar on 2, 5, ...), and its last score serves in
+        between. Sensor faults develop over seconds while frames come every 30-100 ms, and
+        quality is the largest fixed cost of a frame. A sensor without a score yet (just come
+        alive) is measured at once; a dead one's score is forgotten. 1 measures every sensor on
+        every frame."""
         if streams not in STREAM_SCHEDULING:
             raise ValueError(f"streams must be one of {STREAM_SCHEDULING}, got {streams!r}")
         self.model = model.eval().to(device)
@@ -121,6 +129,9 @@ class FusionPipeline:
                        if self.stream_scheduling != "one_after_another" else None)
         self.scheduler = StreamScheduler() if self.stream_scheduling == "auto" else None
         self.model.side_by_side = None
+        self.quality_stride = quality_stride
+        self._frame_index = 0
+        self._scores: dict[str, float] = {}  # each live sensor's last measured quality
 
     @property
     def full_blocks(self) -> int:
@@ -148,7 +159,7 @@ class FusionPipeline:
         live = frame.present()
         view = at_model_size(frame, self.config)
         resized = time.perf_counter()
-        quality = measure_quality(view)
+        quality = self._quality(view, live)
         after_quality = time.perf_counter()
         inputs = prepare_inputs(view, self.config)
         after_inputs = time.perf_counter()
@@ -197,6 +208,23 @@ class FusionPipeline:
             timings_ms={name: 1000.0 * seconds for name, seconds in timings.items()},
             streams=mode,
         )
+
+    def _quality(self, view: SensorFrame, live: tuple[str, ...]) -> dict[str, float]:
+        """This frame's quality per live sensor: measured where it is the sensor's turn (see
+        quality_stride) or the sensor has no score yet, its last score otherwise."""
+        stride = max(1, int(self.quality_stride))
+        turn = self._frame_index % stride
+        self._frame_index += 1
+        scores = {}
+        for index, name in enumerate(SENSOR_QUALITY):
+            if name not in live:
+                continue
+            if index % stride == turn or name not in self._scores:
+                scores[name] = SENSOR_QUALITY[name](view)
+            else:
+                scores[name] = self._scores[name]
+        self._scores = scores
+        return dict(scores)
 
     def stream_estimates(self, result: FusionResult) -> dict[str, float]:
         """With "auto": the model's seconds in each mode measured for frames like `result`'s
