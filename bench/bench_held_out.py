@@ -27,15 +27,14 @@ from adaptive_fusion.lab.evaluation.report import TEST_FIRST_SEED
 from adaptive_fusion.lab.evaluation.runner import evaluation_truth
 from adaptive_fusion.model.checkpoint import DEFAULT_MODEL, load_checkpoint
 from adaptive_fusion.model.inputs import prepare_inputs
-from adaptive_fusion.policies.registry import make_policy
+from adaptive_fusion.policies.registry import POLICIES, make_policy
 from adaptive_fusion.runtime.frame import SensorFrame
 from adaptive_fusion.runtime.pipeline import FusionPipeline
 from adaptive_fusion.sim import World
 from adaptive_fusion.sim.corruptions import REAL_WORLD_FAULTS, corrupt
 
 BUDGETS = (0.25, 0.5)
-POLICIES = ("controller", "equal_split")
-ALL_POLICIES = ("controller", "equal_split", "dynmm")
+DEFAULT_POLICIES = ("controller", "equal_split")
 
 
 def held_out(frames, kind: str, seed: int):
@@ -101,16 +100,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--policies", default=",".join(POLICIES),
-                        help=f"comma-separated, of {', '.join(ALL_POLICIES)}")
+    parser.add_argument("--policies", default=",".join(DEFAULT_POLICIES),
+                        help=f"comma-separated, of {', '.join(POLICIES)}")
     parser.add_argument("--controller", help="controller checkpoint (default: the packaged one)")
     parser.add_argument("--gate", help="DynMM gate checkpoint (default: the packaged one)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     policies = tuple(args.policies.split(","))
-    unknown = set(policies) - set(ALL_POLICIES)
+    unknown = set(policies) - set(POLICIES)
     if unknown:
-        parser.error(f"unknown policies {sorted(unknown)}; choose from {ALL_POLICIES}")
+        parser.error(f"unknown policies {sorted(unknown)}; choose from {POLICIES}")
     torch.set_num_threads(args.threads)
     model, _ = load_checkpoint(DEFAULT_MODEL)
     checkpoints = {"controller": args.controller, "dynmm": args.gate}

@@ -175,6 +175,10 @@ def test_quality_stride_measures_each_sensor_in_turn_and_serves_its_last_score(f
     assert "lidar" not in again.quality
     pipeline.quality_stride = 1
     assert pipeline.run(sensor_frame(frames), 0.25).quality == clean
+    for bad in (0, -2, 1.5):
+        with pytest.raises(ValueError, match="quality_stride"):
+            pipeline.quality_stride = bad
+    assert pipeline.quality_stride == 1
 
 
 def test_bad_arrays_are_refused_with_a_kind(pipeline, frames):

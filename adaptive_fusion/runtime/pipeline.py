@@ -129,9 +129,19 @@ class FusionPipeline:
                        if self.stream_scheduling != "one_after_another" else None)
         self.scheduler = StreamScheduler() if self.stream_scheduling == "auto" else None
         self.model.side_by_side = None
-        self.quality_stride = quality_stride
+        self.quality_stride = quality_stride  # checked by the setter
         self._frame_index = 0
         self._scores: dict[str, float] = {}  # each live sensor's last measured quality
+
+    @property
+    def quality_stride(self) -> int:
+        return self._quality_stride
+
+    @quality_stride.setter
+    def quality_stride(self, stride: int) -> None:
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+            raise ValueError(f"quality_stride must be an integer >= 1, got {stride!r}")
+        self._quality_stride = stride
 
     @property
     def full_blocks(self) -> int:
@@ -212,7 +222,7 @@ class FusionPipeline:
     def _quality(self, view: SensorFrame, live: tuple[str, ...]) -> dict[str, float]:
         """This frame's quality per live sensor: measured where it is the sensor's turn (see
         quality_stride) or the sensor has no score yet, its last score otherwise."""
-        stride = max(1, int(self.quality_stride))
+        stride = self._quality_stride
         turn = self._frame_index % stride
         self._frame_index += 1
         scores = {}
